@@ -1,0 +1,398 @@
+"""The wire format: one strict cattrs converter, camelCase on the wire.
+
+cattrs coerces by default (``"2"`` -> 2, ``3.7`` -> 3, ``"false"`` -> True);
+here every primitive hook is strict, unknown keys are refused with the closest
+known key, and numbers become ``Decimal`` exactly. Every problem in a payload
+is reported, each with a JSON pointer in wire names.
+
+>>> s = from_wire(NewCustomerSession, {"profileId": "p1", "total": 9.99})
+>>> s.total
+Decimal('9.99')
+>>> to_wire(s)
+{'profileId': 'p1', 'state': 'open', 'total': 9.99}
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from collections.abc import Callable, Iterator, Mapping
+from decimal import Decimal
+from typing import Any, TypeVar, get_args, get_origin
+
+import attrs
+import cattrs
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from sandbox.errors import Problem, ValidationError, escape_pointer_token
+from sandbox.models import (
+    Check,
+    NewCustomerSession,
+    SessionState,
+    check_total,
+    describe,
+    json_value,
+    type_name,
+    wire_name,
+)
+
+__all__ = ["converter", "dumps", "from_wire", "loads", "to_plain", "to_wire"]
+
+T = TypeVar("T")
+
+
+class _InvalidError(Exception):
+    """Raised inside hooks; pointers are relative to the value being structured."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(map(str, problems)))
+        self.problems = problems
+
+
+def _fail(message: str) -> _InvalidError:
+    return _InvalidError([Problem("", message)])
+
+
+# ---------------------------------------------------------------------------
+# Strict primitive hooks. Messages name no field: the pointer says where.
+
+
+def _structure_str(value: Any, _: type) -> str:
+    if not isinstance(value, str):
+        raise _fail(f"must be a string (got {type_name(value)} {describe(value)})")
+    return value
+
+
+def _structure_int(value: Any, _: type) -> int:
+    if type(value) is not int:
+        raise _fail(f"must be an integer (got {type_name(value)} {describe(value)})")
+    return value
+
+
+def _structure_bool(value: Any, _: type) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(f"must be a boolean (got {type_name(value)} {describe(value)})")
+    return value
+
+
+def _structure_decimal(value: Any, _: type) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise _fail(f"must be a number (got {type_name(value)} {describe(value)})")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _fail(f"must be a finite number: {value}")
+        # Via the shortest repr, never the binary value: 0.1 -> Decimal('0.1').
+        return Decimal(repr(value))
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise _fail(f"must be a finite number: {value}")
+    return Decimal(value)
+
+
+def _structure_state(value: Any, _: type) -> SessionState:
+    try:
+        return SessionState(value)
+    except ValueError:
+        allowed = ", ".join(repr(s.value) for s in SessionState)
+        close = _closest(value, [s.value for s in SessionState]) if isinstance(value, str) else ""
+        raise _fail(f"must be one of {allowed} (got {describe(value)}){close}") from None
+
+
+def _structure_json(value: Any, _: Any) -> Any:
+    """A free-form attribute value: floats become Decimal, everything else is checked."""
+    converted = _floats_to_decimal(value)
+    problems = list(json_value(None, converted))
+    if problems:
+        raise _InvalidError(problems)
+    return converted
+
+
+def _floats_to_decimal(value: Any) -> Any:
+    if isinstance(value, float) and math.isfinite(value):
+        return Decimal(repr(value))
+    if isinstance(value, list):
+        return [_floats_to_decimal(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _floats_to_decimal(v) for k, v in value.items()}
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Collections: strict about the container, and every element's problems kept.
+
+
+def _is_homogeneous_tuple(t: Any) -> bool:
+    args = get_args(t)
+    return get_origin(t) is tuple and len(args) == 2 and args[1] is Ellipsis
+
+
+def _is_str_dict(t: Any) -> bool:
+    return get_origin(t) is dict and get_args(t)[:1] == (str,)
+
+
+def _tuple_hook(conv: cattrs.Converter, t: Any) -> Callable[[Any, Any], tuple[Any, ...]]:
+    element_type = get_args(t)[0]
+    element_hook = conv.get_structure_hook(element_type)
+
+    def structure(value: Any, _: Any) -> tuple[Any, ...]:
+        if not isinstance(value, list | tuple):
+            raise _fail(f"must be an array (got {type_name(value)} {describe(value)})")
+        result: list[Any] = []
+        problems: list[Problem] = []
+        for index, element in enumerate(value):
+            try:
+                result.append(element_hook(element, element_type))
+            except Exception as exc:
+                problems.extend(_problems(exc, f"/{index}"))
+        if problems:
+            raise _InvalidError(problems)
+        return tuple(result)
+
+    return structure
+
+
+def _dict_hook(conv: cattrs.Converter, t: Any) -> Callable[[Any, Any], dict[str, Any]]:
+    value_type = get_args(t)[1]
+    value_hook = conv.get_structure_hook(value_type)
+
+    def structure(value: Any, _: Any) -> dict[str, Any]:
+        if not isinstance(value, Mapping):
+            raise _fail(f"must be an object (got {type_name(value)} {describe(value)})")
+        result: dict[str, Any] = {}
+        problems: list[Problem] = []
+        for key, element in value.items():
+            if not isinstance(key, str):
+                problems.append(Problem("", f"keys must be strings: {key!r}"))
+                continue
+            try:
+                result[key] = value_hook(element, value_type)
+            except Exception as exc:
+                problems.extend(_problems(exc, f"/{escape_pointer_token(key)}"))
+        if problems:
+            raise _InvalidError(problems)
+        return result
+
+    return structure
+
+
+# ---------------------------------------------------------------------------
+# attrs models: camelCase names, unknown keys refused, field checks in the hook.
+
+
+def _checked(hook: Callable[[Any, Any], Any], check: Check, name: str) -> Callable[[Any, Any], Any]:
+    def structure(value: Any, t: Any) -> Any:
+        result = hook(value, t)
+        problems = list(check(name, result))
+        if problems:
+            raise _InvalidError(problems)
+        return result
+
+    return structure
+
+
+def _model_structure_hook(conv: cattrs.Converter, cls: type) -> Callable[[Any, Any], Any]:
+    overrides: dict[str, Any] = {}
+    for a in attrs.fields(cls):
+        name = wire_name(a)
+        check: Check | None = a.metadata.get("check")
+        field_hook = conv.get_structure_hook(a.type)
+        if check is not None:
+            field_hook = _checked(field_hook, check, name)
+        overrides[a.name] = override(rename=name, struct_hook=field_hook)
+    generated: Callable[[Any, Any], Any] = make_dict_structure_fn(
+        cls, conv, _cattrs_forbid_extra_keys=True, **overrides
+    )
+
+    def structure(value: Any, t: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise _fail(f"must be an object (got {type_name(value)} {describe(value)})")
+        return generated(value, t)
+
+    return structure
+
+
+def _model_unstructure_hook(conv: cattrs.Converter, cls: type) -> Callable[[Any], Any]:
+    overrides: dict[str, Any] = {
+        # Absent is not empty: None fields stay off the wire; state is always written.
+        a.name: override(rename=wire_name(a), omit_if_default=a.default is None)
+        for a in attrs.fields(cls)
+    }
+    return make_dict_unstructure_fn(cls, conv, **overrides)
+
+
+def _is_model(t: Any) -> bool:
+    return isinstance(t, type) and attrs.has(t)
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    conv.register_structure_hook(str, _structure_str)
+    conv.register_structure_hook(int, _structure_int)
+    conv.register_structure_hook(bool, _structure_bool)
+    conv.register_structure_hook(Decimal, _structure_decimal)
+    conv.register_structure_hook(SessionState, _structure_state)
+    conv.register_structure_hook(Any, _structure_json)
+    conv.register_structure_hook_factory(_is_homogeneous_tuple, lambda t: _tuple_hook(conv, t))
+    conv.register_structure_hook_factory(_is_str_dict, lambda t: _dict_hook(conv, t))
+    conv.register_structure_hook_factory(_is_model, lambda t: _model_structure_hook(conv, t))
+    conv.register_unstructure_hook(Decimal, lambda d: d)  # to_wire decides the number form
+    conv.register_unstructure_hook(SessionState, lambda s: s.value)
+    conv.register_unstructure_hook_factory(_is_model, lambda t: _model_unstructure_hook(conv, t))
+    return conv
+
+
+converter = _make_converter()
+"""The one converter behind :func:`from_wire` and :func:`to_wire`."""
+
+
+# ---------------------------------------------------------------------------
+# Errors: cattrs' exception groups -> Problems with wire pointers.
+
+
+def _closest(key: str, known: list[str]) -> str:
+    match = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if not match:
+        match = [k for k in known if k.lower() == key.lower()]
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def _wire_names(cls: type) -> dict[str, str]:
+    return {a.name: wire_name(a) for a in attrs.fields(cls)}
+
+
+def _problems(exc: BaseException, prefix: str) -> Iterator[Problem]:
+    if isinstance(exc, _InvalidError):
+        yield from (p.within(prefix) for p in exc.problems)
+    elif isinstance(exc, ValidationError):
+        yield from (p.within(prefix) for p in exc.errors)
+    elif isinstance(exc, ClassValidationError):
+        names = _wire_names(exc.cl)
+        with_notes, without = exc.group_exceptions()
+        for sub, note in with_notes:
+            wire = names.get(note.name, note.name)
+            if isinstance(sub, KeyError):
+                yield Problem(f"{prefix}/{wire}", f"{wire!r} is required")
+            else:
+                yield from _problems(sub, f"{prefix}/{wire}")
+        for sub in without:
+            if isinstance(sub, ForbiddenExtraKeysError):
+                known = sorted(names.values())
+                for key in sorted(sub.extra_fields):
+                    yield Problem(
+                        f"{prefix}/{escape_pointer_token(key)}",
+                        f"unknown key {key!r}{_closest(key, known)}",
+                    )
+            else:
+                yield from _problems(sub, prefix)
+    elif isinstance(exc, IterableValidationError):
+        indexed, rest = exc.group_exceptions()
+        for sub, index_note in indexed:
+            yield from _problems(sub, f"{prefix}/{index_note.index}")
+        for sub in rest:
+            yield from _problems(sub, prefix)
+    elif isinstance(exc, ForbiddenExtraKeysError):
+        for key in sorted(exc.extra_fields):
+            yield Problem(f"{prefix}/{escape_pointer_token(key)}", f"unknown key {key!r}")
+    else:
+        yield Problem(prefix, f"{type(exc).__name__}: {exc}")
+
+
+def _named(problem: Problem) -> Problem:
+    """Hooks don't know field names; name the field from the pointer, attrs-style."""
+    if not problem.message.startswith("must "):
+        return problem
+    tokens = problem.pointer.split("/")[1:]
+    indexes = ""
+    while tokens and tokens[-1].isdigit():
+        indexes = f"[{tokens.pop()}]" + indexes
+    name = (tokens[-1].replace("~1", "/").replace("~0", "~") if tokens else "payload") + indexes
+    return Problem(problem.pointer, f"{name!r} {problem.message}")
+
+
+# ---------------------------------------------------------------------------
+# Public functions
+
+
+def from_wire(cls: type[T], data: Any, *, strict_total: bool = True) -> T:
+    """Structure a camelCase wire dict into a model, or raise ValidationError.
+
+    For a :class:`NewCustomerSession`, ``strict_total`` refuses a ``total``
+    that differs from a non-empty cart's sum (at ``/total``).
+    """
+    try:
+        result = converter.structure(data, cls)
+    except Exception as exc:
+        problems = [_named(p) for p in _problems(exc, "")]
+        raise ValidationError(problems, subject=cls.__name__) from None
+    if strict_total and isinstance(result, NewCustomerSession):
+        check_total(result)
+    return result
+
+
+def to_plain(value: Any) -> Any:
+    """Replace Decimals by JSON numbers: int when integral as written, else float."""
+    if isinstance(value, Decimal):
+        exponent = value.as_tuple().exponent
+        if isinstance(exponent, int) and exponent >= 0:
+            return int(value)
+        return float(value)
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain(v) for v in value]
+    return value
+
+
+def to_wire(obj: Any, *, exact: bool = False) -> Any:
+    """Unstructure a model to its camelCase wire dict.
+
+    Money goes out as JSON numbers (``int`` or ``float``); ``exact=True`` keeps
+    ``Decimal`` values instead (what :func:`dumps` writes, digit for digit).
+    """
+    raw = converter.unstructure(obj)
+    return raw if exact else to_plain(raw)
+
+
+def _parse_constant(name: str) -> Any:
+    raise ValidationError([Problem("", f"{name} is not a JSON number")], subject="JSON")
+
+
+def loads(text: str | bytes, cls: type[T] = NewCustomerSession, **options: Any) -> T:  # type: ignore[assignment]
+    """Parse JSON text (numbers as exact Decimals) and structure it into ``cls``."""
+    try:
+        data = json.loads(text, parse_float=Decimal, parse_constant=_parse_constant)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(
+            [Problem("", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")],
+            subject="JSON",
+        ) from None
+    return from_wire(cls, data, **options)
+
+
+def dumps(obj: Any, *, indent: int | None = None) -> str:
+    """Write a model (or any plain JSON value) as JSON text, Decimals digit for digit."""
+    raw = converter.unstructure(obj) if attrs.has(type(obj)) else obj
+    return _encode(raw, indent, 0)
+
+
+def _encode(value: Any, indent: int | None, level: int) -> str:
+    if isinstance(value, Decimal):
+        return str(value) if value.is_finite() else json.dumps(float(value))
+    if isinstance(value, Mapping | list | tuple):
+        items: list[str]
+        if isinstance(value, Mapping):
+            items = [
+                f"{json.dumps(str(k))}: {_encode(v, indent, level + 1)}" for k, v in value.items()
+            ]
+            open_, close = "{", "}"
+        else:
+            items = [_encode(v, indent, level + 1) for v in value]
+            open_, close = "[", "]"
+        if not items:
+            return open_ + close
+        if indent is None:
+            return open_ + ", ".join(items) + close
+        pad, inner = " " * indent * level, " " * indent * (level + 1)
+        return open_ + "\n" + ",\n".join(inner + i for i in items) + "\n" + pad + close
+    return json.dumps(value)

@@ -1,0 +1,461 @@
+"""Talon.One's session models: the seed's ``NewCustomerSession`` and its ``CartItem``.
+
+Frozen attrs classes with tuples for collections and ``Decimal`` money. Every
+field carries its wire name and its check in its metadata; the same checks run
+when a model is built in Python (``__attrs_post_init__``) and when the codec
+structures a wire dict, so both paths report the same pointers and messages.
+
+>>> from decimal import Decimal
+>>> s = NewCustomerSession(profile_id="p1", cart_items=[CartItem(sku="a", quantity=2, price=5)])
+>>> s.cart_total
+Decimal('10')
+>>> NewCustomerSession(identifiers=["1", "2", "3", "4", "5", "6"])
+Traceback (most recent call last):
+...
+sandbox.errors.ValidationError: invalid NewCustomerSession: 1 problem
+  /identifiers: 'identifiers' must have at most 5 items: 6 given
+"""
+
+import enum
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, TypeAlias
+
+import attrs
+
+from sandbox.errors import Problem, ValidationError, escape_pointer_token
+
+__all__ = [
+    "AdditionalCost",
+    "CartItem",
+    "NewCustomerSession",
+    "Product",
+    "ReturnedCartItem",
+    "SessionState",
+    "check_total",
+]
+
+# Talon.One's limits (reference/talon_semantics.md, section 1.5).
+MAX_IDENTIFIERS = 5
+MAX_CODE_LENGTH = 100
+MAX_ID_LENGTH = 1000
+MAX_CART_ITEMS = 1000
+MAX_TOTAL_QUANTITY = 10_000
+
+JSONValue: TypeAlias = Any
+"""A JSON value as the sandbox holds it: numbers are ``int`` or ``Decimal``."""
+
+Check = Callable[[str | None, Any], Iterator[Problem]]
+"""A field check: given the field's wire name and value, yields problems.
+
+Pointers are relative to the field (``""`` is the field itself, ``"/3"`` its
+fourth element)."""
+
+
+class SessionState(enum.StrEnum):
+    """The states of a customer session (reference section 2)."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+    PARTIALLY_RETURNED = "partially_returned"
+
+
+# ---------------------------------------------------------------------------
+# Converters: Python convenience only (ints and floats become Decimal via str,
+# lists become tuples). The codec is strict on its own and never relies on them.
+
+
+def _to_decimal(value: Decimal | int | float | None) -> Any:
+    if isinstance(value, bool):
+        return value  # refused by the check, with the value shown
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return Decimal(repr(value))
+    return value
+
+
+def _to_tuple(value: Iterable[Any] | None) -> Any:
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _to_state(value: SessionState | str) -> Any:
+    if isinstance(value, str) and not isinstance(value, SessionState):
+        try:
+            return SessionState(value)
+        except ValueError:
+            return value  # refused by the check, with the allowed values listed
+    return value
+
+
+def _to_json(value: Any) -> Any:
+    """Floats in attribute values become Decimal, so money stays exact."""
+    if isinstance(value, float) and math.isfinite(value):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_json(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Checks. Messages follow attrs: the quoted field, the rule, the value.
+
+
+def describe(value: Any) -> str:
+    """A short repr of a value for error messages."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | Decimal | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, Mapping):
+        return "object"
+    return type(value).__name__
+
+
+def _named(name: str | None, rule: str) -> str:
+    """attrs' voice: the quoted field, then the rule (the codec names nameless ones)."""
+    return rule if name is None else f"{name!r} {rule}"
+
+
+def _item(name: str | None, suffix: str) -> str | None:
+    return None if name is None else name + suffix
+
+
+def text(*, min_length: int = 0, max_length: int | None = None) -> Check:
+    def check(name: str | None, value: Any) -> Iterator[Problem]:
+        if not isinstance(value, str):
+            yield Problem(
+                "", _named(name, f"must be a string (got {type_name(value)} {describe(value)})")
+            )
+        elif len(value) < min_length:
+            yield Problem(
+                "", _named(name, f"must have at least {min_length} characters: {value!r}")
+            )
+        elif max_length is not None and len(value) > max_length:
+            yield Problem(
+                "", _named(name, f"must have at most {max_length} characters: {len(value)} given")
+            )
+
+    return check
+
+
+def integer(*, minimum: int | None = None) -> Check:
+    def check(name: str | None, value: Any) -> Iterator[Problem]:
+        if type(value) is not int:
+            yield Problem(
+                "", _named(name, f"must be an integer (got {type_name(value)} {describe(value)})")
+            )
+        elif minimum is not None and value < minimum:
+            yield Problem("", _named(name, f"must be >= {minimum}: {value}"))
+
+    return check
+
+
+def number(*, minimum: Decimal | None = None) -> Check:
+    def check(name: str | None, value: Any) -> Iterator[Problem]:
+        if not isinstance(value, Decimal):
+            yield Problem(
+                "", _named(name, f"must be a number (got {type_name(value)} {describe(value)})")
+            )
+        elif not value.is_finite():
+            yield Problem("", _named(name, f"must be a finite number: {value}"))
+        elif minimum is not None and value < minimum:
+            yield Problem("", _named(name, f"must be >= {minimum}: {value}"))
+
+    return check
+
+
+money = number(minimum=Decimal(0))
+
+
+def one_of(enum_type: type[enum.StrEnum]) -> Check:
+    allowed = ", ".join(repr(m.value) for m in enum_type)
+
+    def check(name: str | None, value: Any) -> Iterator[Problem]:
+        if not isinstance(value, enum_type):
+            yield Problem("", _named(name, f"must be one of {allowed} (got {describe(value)})"))
+
+    return check
+
+
+def array_of(item: Check, *, max_items: int | None = None) -> Check:
+    def check(name: str | None, value: Any) -> Iterator[Problem]:
+        if not isinstance(value, tuple | list):
+            yield Problem(
+                "", _named(name, f"must be an array (got {type_name(value)} {describe(value)})")
+            )
+            return
+        if max_items is not None and len(value) > max_items:
+            yield Problem(
+                "", _named(name, f"must have at most {max_items} items: {len(value)} given")
+            )
+        for index, element in enumerate(value):
+            for problem in item(_item(name, f"[{index}]"), element):
+                yield problem.within(f"/{index}")
+
+    return check
+
+
+def instance_of(cls: type) -> Check:
+    def check(name: str | None, value: Any) -> Iterator[Problem]:
+        if not isinstance(value, cls):
+            yield Problem(
+                "",
+                _named(
+                    name, f"must be a {cls.__name__} (got {type_name(value)} {describe(value)})"
+                ),
+            )
+
+    return check
+
+
+def object_of(item: Check) -> Check:
+    def check(name: str | None, value: Any) -> Iterator[Problem]:
+        if not isinstance(value, Mapping):
+            yield Problem(
+                "", _named(name, f"must be an object (got {type_name(value)} {describe(value)})")
+            )
+            return
+        for key, element in value.items():
+            if not isinstance(key, str):
+                yield Problem("", _named(name, f"keys must be strings: {key!r}"))
+                continue
+            for problem in item(_item(name, f".{key}"), element):
+                yield problem.within(f"/{escape_pointer_token(key)}")
+
+    return check
+
+
+def json_value(name: str | None, value: Any) -> Iterator[Problem]:
+    """Any JSON value; numbers must be int or Decimal so they stay exact."""
+    if value is None or isinstance(value, str | bool | int):
+        return
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            yield Problem("", _named(name, f"must be a finite number: {value}"))
+        return
+    if isinstance(value, list | tuple):
+        for index, element in enumerate(value):
+            for problem in json_value(_item(name, f"[{index}]"), element):
+                yield problem.within(f"/{index}")
+        return
+    if isinstance(value, Mapping):
+        yield from object_of(json_value)(name, value)
+        return
+    yield Problem(
+        "", _named(name, f"must be a JSON value (got {type(value).__name__} {describe(value)})")
+    )
+
+
+def optional(check: Check) -> Check:
+    def wrapped(name: str | None, value: Any) -> Iterator[Problem]:
+        if value is not None:
+            yield from check(name, value)
+
+    return wrapped
+
+
+def wire_field(
+    check: Check,
+    *,
+    wire: str | None = None,
+    default: Any = attrs.NOTHING,
+    converter: Callable[[Any], Any] | None = None,
+    hash: bool | None = None,
+) -> Any:
+    """An attrs field with its wire name and check in the metadata."""
+    if default is None:
+        check = optional(check)
+    metadata = {"check": check, "wire": wire}
+    return attrs.field(default=default, converter=converter, metadata=metadata, hash=hash)
+
+
+def wire_name(attribute: "attrs.Attribute[Any]") -> str:
+    """The camelCase wire name of a model field."""
+    explicit: str | None = attribute.metadata.get("wire")
+    if explicit:
+        return explicit
+    head, *rest = attribute.name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def field_problems(instance: Any) -> Iterator[Problem]:
+    """Every per-field problem of a model instance, with wire pointers."""
+    for attribute in attrs.fields(type(instance)):
+        check: Check | None = attribute.metadata.get("check")
+        if check is None:
+            continue
+        name = wire_name(attribute)
+        for problem in check(name, getattr(instance, attribute.name)):
+            yield problem.within(f"/{name}")
+
+
+class _Validated:
+    """Mixin: run every field check (and the class' own cross-field checks)."""
+
+    __slots__ = ()
+
+    def __attrs_post_init__(self) -> None:
+        problems = list(field_problems(self))
+        if not problems:
+            problems = list(self._cross_field_problems())
+        if problems:
+            raise ValidationError(problems, subject=type(self).__name__)
+
+    def _cross_field_problems(self) -> Iterator[Problem]:
+        return iter(())
+
+
+# ---------------------------------------------------------------------------
+# Models
+
+
+@attrs.frozen
+class AdditionalCost(_Validated):
+    """A named extra cost such as shipping: ``{"price": 4.99}``."""
+
+    price: Decimal = wire_field(money, converter=_to_decimal)
+
+
+@attrs.frozen
+class Product(_Validated):
+    """The product a cart item belongs to."""
+
+    name: str = wire_field(text())
+
+
+@attrs.frozen
+class CartItem(_Validated):
+    """One line of the cart, with Talon.One's fields and limits."""
+
+    sku: str = wire_field(text(min_length=1))
+    quantity: int = wire_field(integer(minimum=1))
+    name: str | None = wire_field(text(), default=None)
+    price: Decimal | None = wire_field(money, default=None, converter=_to_decimal)
+    category: str | None = wire_field(text(), default=None)
+    weight: Decimal | None = wire_field(number(), default=None, converter=_to_decimal)
+    height: Decimal | None = wire_field(number(), default=None, converter=_to_decimal)
+    width: Decimal | None = wire_field(number(), default=None, converter=_to_decimal)
+    length: Decimal | None = wire_field(number(), default=None, converter=_to_decimal)
+    position: Decimal | None = wire_field(number(), default=None, converter=_to_decimal)
+    attributes: dict[str, JSONValue] | None = wire_field(
+        object_of(json_value), default=None, converter=_to_json, hash=False
+    )
+    returned_quantity: int | None = wire_field(integer(minimum=0), default=None)
+    remaining_quantity: int | None = wire_field(integer(minimum=0), default=None)
+    product: Product | None = wire_field(instance_of(Product), default=None)
+    additional_costs: dict[str, AdditionalCost] | None = wire_field(
+        object_of(instance_of(AdditionalCost)), default=None, hash=False
+    )
+    catalog_item_id: int | None = wire_field(integer(), wire="catalogItemID", default=None)
+
+    @property
+    def line_total(self) -> Decimal:
+        """price x quantity; an item without a price counts as 0."""
+        return (self.price or Decimal(0)) * self.quantity
+
+
+@attrs.frozen
+class ReturnedCartItem(_Validated):
+    """What to return from a closed session: a position (or SKU) and a quantity."""
+
+    position: int | None = wire_field(integer(minimum=0), default=None)
+    quantity: int | None = wire_field(integer(minimum=1), default=None)
+    sku: str | None = wire_field(text(min_length=1), default=None)
+
+    def _cross_field_problems(self) -> Iterator[Problem]:
+        if self.position is None and self.sku is None:
+            yield Problem("", "a returned item needs a 'position' or a 'sku'")
+
+
+@attrs.frozen
+class NewCustomerSession(_Validated):
+    """A customer session as the integration sends it (the seed's model).
+
+    ``total`` is what the client sent (``None`` when absent); ``cart_total`` is
+    the sum of price x quantity; rules see :attr:`effective_total`.
+    """
+
+    profile_id: str | None = wire_field(text(max_length=MAX_ID_LENGTH), default=None)
+    coupon: str | None = wire_field(text(max_length=MAX_CODE_LENGTH), default=None)
+    referral: str | None = wire_field(text(max_length=MAX_CODE_LENGTH), default=None)
+    state: SessionState = wire_field(
+        one_of(SessionState), default=SessionState.OPEN, converter=_to_state
+    )
+    cart_items: tuple[CartItem, ...] | None = wire_field(
+        array_of(instance_of(CartItem), max_items=MAX_CART_ITEMS),
+        default=None,
+        converter=_to_tuple,
+    )
+    identifiers: tuple[str, ...] | None = wire_field(
+        array_of(text(max_length=MAX_ID_LENGTH), max_items=MAX_IDENTIFIERS),
+        default=None,
+        converter=_to_tuple,
+    )
+    total: Decimal | None = wire_field(money, default=None, converter=_to_decimal)
+    attributes: dict[str, JSONValue] | None = wire_field(
+        object_of(json_value), default=None, converter=_to_json, hash=False
+    )
+
+    def _cross_field_problems(self) -> Iterator[Problem]:
+        items = self.cart_items or ()
+        quantity = sum(item.quantity for item in items)
+        if quantity > MAX_TOTAL_QUANTITY:
+            yield Problem(
+                "/cartItems",
+                f"the total quantity of 'cartItems' must be at most {MAX_TOTAL_QUANTITY}: "
+                f"{quantity} given",
+            )
+
+    @property
+    def cart_total(self) -> Decimal:
+        """The sum of price x quantity over the cart (0 for an empty cart)."""
+        return sum((item.line_total for item in self.cart_items or ()), Decimal(0))
+
+    @property
+    def effective_total(self) -> Decimal:
+        """What rules see: ``total`` if the client sent it, else ``cart_total``."""
+        return self.total if self.total is not None else self.cart_total
+
+
+def check_total(session: NewCustomerSession) -> None:
+    """Refuse a ``total`` that differs from a non-empty cart's sum.
+
+    A buggy integration that sends the wrong total is what the sandbox exists
+    to catch (DESIGN.md section 4); ``strict_total=False`` skips this check.
+    """
+    if session.total is None or not session.cart_items:
+        return
+    if session.total != session.cart_total:
+        raise ValidationError(
+            [
+                Problem(
+                    "/total",
+                    f"'total' must equal the sum of price x quantity over 'cartItems' "
+                    f"({session.cart_total}): {session.total}",
+                )
+            ],
+            subject="NewCustomerSession",
+        )
+
+
+def seq_field_names(cls: type) -> Sequence[str]:
+    """The wire names of a model's fields, in definition order."""
+    return [wire_name(a) for a in attrs.fields(cls)]

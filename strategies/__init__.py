@@ -1,0 +1,1 @@
+"""Hypothesis strategies for promo-sandbox sessions (filled in by the strategies module)."""
