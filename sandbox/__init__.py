@@ -3,7 +3,10 @@
 The public namespace; the implementation lives in the modules beside it.
 """
 
+from sandbox import conditions, effects
 from sandbox.codec import dumps, from_wire, loads, to_wire
+from sandbox.core import CouponView, LimitCounter, ReferralView, Sandbox, StoredSession
+from sandbox.engine import Context, Evaluation
 from sandbox.errors import (
     DefinitionError,
     Problem,
@@ -13,6 +16,7 @@ from sandbox.errors import (
     UnknownEntityError,
     ValidationError,
 )
+from sandbox.ledger import ProfileStats
 from sandbox.models import (
     AdditionalCost,
     CartItem,
@@ -21,22 +25,61 @@ from sandbox.models import (
     ReturnedCartItem,
     SessionState,
 )
+from sandbox.rules import Campaign, Coupon, Group, Limit, Referral, Rule
+from sandbox.state import Effect, IntegrationState, RuleFailureReason
+from sandbox.talon import (
+    CouponRejection,
+    EffectType,
+    ExclusionReason,
+    GroupMode,
+    LimitAction,
+    LimitEntity,
+    Period,
+    ReferralRejection,
+)
 
 __all__ = [
     "AdditionalCost",
+    "Campaign",
     "CartItem",
+    "Context",
+    "Coupon",
+    "CouponRejection",
+    "CouponView",
     "DefinitionError",
+    "Effect",
+    "EffectType",
+    "Evaluation",
+    "ExclusionReason",
+    "Group",
+    "GroupMode",
+    "IntegrationState",
+    "Limit",
+    "LimitAction",
+    "LimitCounter",
+    "LimitEntity",
     "NewCustomerSession",
+    "Period",
     "Problem",
     "Product",
+    "ProfileStats",
+    "Referral",
+    "ReferralRejection",
+    "ReferralView",
     "ReturnedCartItem",
+    "Rule",
     "RuleError",
+    "RuleFailureReason",
+    "Sandbox",
     "SandboxError",
     "SessionState",
+    "StoredSession",
     "TransitionError",
     "UnknownEntityError",
     "ValidationError",
+    "conditions",
     "dumps",
+    "effects",
     "from_wire",
     "loads",
     "to_wire",

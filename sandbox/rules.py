@@ -1,0 +1,395 @@
+"""The inventory a sandbox evaluates: campaigns, their coupons, referrals,
+rules, limits and evaluation groups.
+
+Definitions are checked when they are made, with errors that name the
+campaign and the value; everything that can be computed once (condition
+descriptions, which rules use ``couponValid``) is computed here, not per
+evaluation.
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from sandbox.conditions import Condition, as_condition
+from sandbox.effects import EFFECT_SPECS, EffectSpec
+from sandbox.errors import DefinitionError
+from sandbox.models import MAX_CODE_LENGTH
+from sandbox.talon import CampaignState, GroupMode, LimitAction, LimitEntity, Period
+
+if TYPE_CHECKING:
+    from sandbox.core import Sandbox
+
+__all__ = ["Campaign", "Coupon", "Group", "Limit", "Referral", "Rule", "parse_time"]
+
+MIN_CODE_LENGTH = 4  # Talon.One: a stored coupon or referral value has minLength 4
+MAX_USAGE_LIMIT = 999_999
+
+
+def parse_time(value: Any, what: str) -> datetime:
+    """An aware datetime from an ISO 8601 string or a datetime; naive is an error."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise DefinitionError(
+                f"{what} must be an ISO 8601 date-time such as '2026-12-01T10:00:00Z', got {value!r}"
+            ) from None
+    elif isinstance(value, datetime):
+        parsed = value
+    else:
+        raise DefinitionError(f"{what} must be an ISO 8601 string or a datetime, got {value!r}")
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise DefinitionError(
+            f"{what} must carry a time zone (e.g. a trailing 'Z' for UTC), got naive {value!r}"
+        )
+    return parsed
+
+
+def _optional_time(value: Any, what: str) -> datetime | None:
+    return None if value is None else parse_time(value, what)
+
+
+def _enum(enum_type: Any, value: Any, what: str) -> Any:
+    try:
+        return enum_type(value)
+    except ValueError:
+        allowed = ", ".join(repr(m.value) for m in enum_type)
+        close = difflib.get_close_matches(str(value), [m.value for m in enum_type], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise DefinitionError(f"{what} must be one of {allowed}, got {value!r}{hint}") from None
+
+
+def _usage_limit(value: Any, what: str) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_USAGE_LIMIT:
+        raise DefinitionError(
+            f"{what} must be an integer from 0 (unlimited) to {MAX_USAGE_LIMIT}, got {value!r}"
+        )
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Limits and groups
+
+
+def _limit_amount(value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | Decimal | float):
+        raise DefinitionError(f"Limit(limit=...) must be a number >= 0, got {value!r}")
+    amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if not amount.is_finite() or amount < 0:
+        raise DefinitionError(f"Limit(limit=...) must be a number >= 0, got {value!r}")
+    return amount
+
+
+def _limit_entities(value: Iterable[Any]) -> tuple[LimitEntity, ...]:
+    if isinstance(value, str):
+        raise DefinitionError(
+            f"Limit(entities=...) must be a list such as ['Profile'], got the string {value!r}"
+        )
+    entities = tuple(_enum(LimitEntity, v, "Limit(entities=...)") for v in value)
+    if len(set(entities)) != len(entities):
+        raise DefinitionError(f"Limit(entities=...) names an entity twice: {list(value)!r}")
+    return entities
+
+
+@attrs.frozen
+class Limit:
+    """A campaign limit (Talon.One's ``LimitConfig``).
+
+    ``Limit("redeemCoupon", 1, entities=["Profile"])``: each profile may redeem
+    one coupon of the campaign. No entities means campaign-wide; ``period``
+    buckets the counter by UTC day, ISO week, month or year.
+    """
+
+    action: LimitAction = attrs.field(converter=lambda v: _enum(LimitAction, v, "Limit(action)"))
+    limit: Decimal = attrs.field(converter=_limit_amount)
+    entities: tuple[LimitEntity, ...] = attrs.field(
+        default=(), kw_only=True, converter=_limit_entities
+    )
+    period: Period | None = attrs.field(
+        default=None,
+        kw_only=True,
+        converter=lambda v: None if v is None else _enum(Period, v, "Limit(period)"),
+    )
+
+    def __attrs_post_init__(self) -> None:
+        money = self.action is LimitAction.SET_DISCOUNT
+        if not money and self.limit != self.limit.to_integral_value():
+            raise DefinitionError(
+                f"a {self.action.value} limit counts uses: a whole number, got {self.limit}"
+            )
+        wrong = {
+            LimitAction.REDEEM_COUPON: LimitEntity.REFERRAL,
+            LimitAction.REDEEM_REFERRAL: LimitEntity.COUPON,
+        }.get(self.action)
+        if wrong in self.entities:
+            raise DefinitionError(
+                f"a {self.action.value} limit cannot be counted per {wrong.value}"
+            )
+
+    def describe(self) -> str:
+        scope = (
+            "per " + " and ".join(e.value for e in self.entities)
+            if self.entities
+            else "campaign-wide"
+        )
+        period = f", {self.period.value}" if self.period else ""
+        return f"{self.action.value} <= {self.limit} ({scope}{period})"
+
+
+@attrs.define(eq=False)
+class Group:
+    """A campaign evaluation group; campaigns join it with ``group=``."""
+
+    id: int
+    name: str
+    mode: GroupMode
+
+    def __repr__(self) -> str:
+        return f"Group({self.name!r}, mode={self.mode.value!r})"
+
+
+# ---------------------------------------------------------------------------
+# Codes
+
+
+@attrs.frozen
+class Coupon:
+    """A coupon definition; its usage counter lives in the ledger."""
+
+    id: int
+    code: str
+    campaign_id: int
+    usage_limit: int = 0
+    start_date: datetime | None = None
+    expiry_date: datetime | None = None
+    recipient: str | None = None
+
+
+@attrs.frozen
+class Referral:
+    """A referral code of an advocate, optionally for one friend."""
+
+    id: int
+    code: str
+    campaign_id: int
+    advocate: str
+    friend: str | None = None
+    usage_limit: int = 0
+    start_date: datetime | None = None
+    expiry_date: datetime | None = None
+
+
+# ---------------------------------------------------------------------------
+# Rules and campaigns
+
+
+@attrs.frozen
+class Rule:
+    """A rule: conditions checked in order, then effects applied in order."""
+
+    index: int
+    title: str
+    conditions: tuple[Condition, ...]
+    effects: tuple[EffectSpec, ...]
+    uses_coupon_valid: bool
+    uses_referral_valid: bool
+
+
+class Campaign:
+    """A live campaign of a :class:`~sandbox.Sandbox` (made by ``sb.campaign``)."""
+
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        campaign_id: int,
+        name: str,
+        *,
+        state: CampaignState,
+        start: datetime | None,
+        end: datetime | None,
+        limits: tuple[Limit, ...],
+        group: Group | None,
+    ) -> None:
+        self._sandbox = sandbox
+        self.id = campaign_id
+        self.name = name
+        self.state = state
+        self.start = start
+        self.end = end
+        self.limits = limits
+        self.group = group
+        self.rules: tuple[Rule, ...] = ()
+        self.coupons: dict[str, Coupon] = {}
+        self.referrals: dict[str, Referral] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"<Campaign {self.id} {self.name!r} {self.state.value}: {len(self.rules)} rules, "
+            f"{len(self.coupons)} coupons, {len(self.referrals)} referrals>"
+        )
+
+    @property
+    def _lock(self) -> threading.RLock:
+        return self._sandbox._lock
+
+    def is_running(self, now: datetime) -> bool:
+        """Enabled, and ``now`` inside ``[start, end]`` (missing bounds are open)."""
+        return (
+            self.state is CampaignState.ENABLED
+            and (self.start is None or self.start <= now)
+            and (self.end is None or now <= self.end)
+        )
+
+    def limits_for(self, action: LimitAction) -> tuple[Limit, ...]:
+        return tuple(limit for limit in self.limits if limit.action is action)
+
+    # -- state --------------------------------------------------------------
+
+    def enable(self) -> None:
+        with self._lock:
+            self.state = CampaignState.ENABLED
+
+    def disable(self) -> None:
+        with self._lock:
+            self.state = CampaignState.DISABLED
+
+    def archive(self) -> None:
+        with self._lock:
+            self.state = CampaignState.ARCHIVED
+
+    # -- inventory ----------------------------------------------------------
+
+    def coupon(
+        self,
+        code: str,
+        *,
+        usage_limit: int = 0,
+        start_date: Any = None,
+        expiry_date: Any = None,
+        recipient: str | None = None,
+    ) -> Coupon:
+        """Add a coupon code to this campaign (``usage_limit=0`` is unlimited)."""
+        where = f"campaign {self.name!r}: coupon {code!r}"
+        stored = self._sandbox._check_new_code(code, "coupon", where)
+        coupon = Coupon(
+            id=self._sandbox._next_id("coupon"),
+            code=stored,
+            campaign_id=self.id,
+            usage_limit=_usage_limit(usage_limit, f"{where}: usage_limit"),
+            start_date=_optional_time(start_date, f"{where}: start_date"),
+            expiry_date=_optional_time(expiry_date, f"{where}: expiry_date"),
+            recipient=_optional_profile(recipient, f"{where}: recipient"),
+        )
+        _check_window(coupon.start_date, coupon.expiry_date, where)
+        with self._lock:
+            self._sandbox._register_code(stored, self, coupon)
+            self.coupons[stored] = coupon
+        return coupon
+
+    def referral(
+        self,
+        code: str,
+        *,
+        advocate: str,
+        friend: str | None = None,
+        usage_limit: int = 0,
+        start_date: Any = None,
+        expiry_date: Any = None,
+    ) -> Referral:
+        """Add an advocate's referral code, optionally for one ``friend``."""
+        where = f"campaign {self.name!r}: referral {code!r}"
+        stored = self._sandbox._check_new_code(code, "referral", where)
+        advocate_id = _optional_profile(advocate, f"{where}: advocate")
+        if advocate_id is None:
+            raise DefinitionError(f"{where}: advocate must be a profile id, got {advocate!r}")
+        referral = Referral(
+            id=self._sandbox._next_id("referral"),
+            code=stored,
+            campaign_id=self.id,
+            advocate=advocate_id,
+            friend=_optional_profile(friend, f"{where}: friend"),
+            usage_limit=_usage_limit(usage_limit, f"{where}: usage_limit"),
+            start_date=_optional_time(start_date, f"{where}: start_date"),
+            expiry_date=_optional_time(expiry_date, f"{where}: expiry_date"),
+        )
+        if referral.friend is not None and referral.friend == referral.advocate:
+            raise DefinitionError(f"{where}: the friend cannot be the advocate ({advocate!r})")
+        _check_window(referral.start_date, referral.expiry_date, where)
+        with self._lock:
+            self._sandbox._register_code(stored, self, referral)
+            self.referrals[stored] = referral
+        return referral
+
+    def rule(self, title: str, when: Sequence[Any] = (), then: Sequence[Any] = ()) -> Rule:
+        """Add a rule at the bottom of this campaign's ruleset.
+
+        ``when`` is a list of conditions (callables of the context), checked
+        in order; ``then`` a list of effects from :mod:`sandbox.effects`.
+        """
+        if not isinstance(title, str) or not title.strip():
+            raise DefinitionError(
+                f"campaign {self.name!r}: a rule needs a non-empty title, got {title!r}"
+            )
+        where = f"campaign {self.name!r}, rule {title!r}"
+        if any(r.title == title for r in self.rules):
+            raise DefinitionError(f"{where}: the campaign already has a rule with this title")
+        if isinstance(when, str | bytes) or not isinstance(when, Sequence):
+            raise DefinitionError(f"{where}: when=... must be a list of conditions, got {when!r}")
+        if isinstance(then, str | bytes) or not isinstance(then, Sequence):
+            raise DefinitionError(f"{where}: then=... must be a list of effects, got {then!r}")
+        conditions = tuple(as_condition(c, where=f"{where}: when[{i}]") for i, c in enumerate(when))
+        for i, effect in enumerate(then):
+            if not isinstance(effect, EFFECT_SPECS):
+                raise DefinitionError(
+                    f"{where}: then[{i}] must be an effect from sandbox.effects "
+                    f"(set_discount, set_discount_per_item, ...), got {effect!r}"
+                )
+        with self._lock:
+            rule = Rule(
+                index=len(self.rules),
+                title=title,
+                conditions=conditions,
+                effects=tuple(then),
+                uses_coupon_valid=any(c.kind == "couponValid" for c in conditions),
+                uses_referral_valid=any(c.kind == "referralValid" for c in conditions),
+            )
+            self.rules = (*self.rules, rule)
+        return rule
+
+
+def _optional_profile(value: Any, what: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 1000:
+        raise DefinitionError(f"{what} must be a profile id (1 to 1000 characters), got {value!r}")
+    return value
+
+
+def _check_window(start: datetime | None, end: datetime | None, where: str) -> None:
+    if start is not None and end is not None and end < start:
+        raise DefinitionError(
+            f"{where}: expiry_date {end.isoformat()} is before start_date {start.isoformat()}"
+        )
+
+
+def check_code_shape(code: Any, kind: str, where: str) -> str:
+    if not isinstance(code, str):
+        raise DefinitionError(f"{where}: a {kind} code must be a string, got {code!r}")
+    if not MIN_CODE_LENGTH <= len(code) <= MAX_CODE_LENGTH:
+        raise DefinitionError(
+            f"{where}: a {kind} code must have {MIN_CODE_LENGTH} to {MAX_CODE_LENGTH} characters "
+            f"(Talon.One), got {len(code)}"
+        )
+    if code != code.strip() or not code.isprintable():
+        raise DefinitionError(
+            f"{where}: a {kind} code must not have spaces at its ends or control characters"
+        )
+    return code

@@ -1,0 +1,259 @@
+"""What an update answers: effects, rule failure reasons, and the evaluated session.
+
+Shapes follow Talon.One's ``Effect``, ``RuleFailureReason`` and
+``IntegrationStateV2`` (reference sections 3.1, 9.1, 9.2); ``to_wire()`` gives
+camelCase JSON-ready dicts, money as numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from sandbox.codec import to_plain, to_wire
+from sandbox.models import NewCustomerSession
+from sandbox.talon import EffectType
+
+__all__ = ["CampaignTrace", "Effect", "IntegrationState", "RuleFailureReason", "RuleTrace"]
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+@attrs.frozen
+class Effect:
+    """One effect, in Talon.One's envelope; ``props`` uses wire names."""
+
+    effect_type: EffectType
+    campaign_id: int
+    ruleset_id: int
+    rule_index: int
+    rule_name: str
+    props: Mapping[str, Any] = attrs.field(hash=False)
+    triggered_by_coupon: int | None = None
+    condition_index: int | None = None
+    evaluation_group_id: int | None = None
+    evaluation_group_mode: str | None = None
+
+    @property
+    def value(self) -> Any:
+        """``props.value``: the code for accept/reject, the amount for discounts."""
+        return self.props.get("value")
+
+    @property
+    def name(self) -> str | None:
+        return self.props.get("name")
+
+    @property
+    def rejection_reason(self) -> str | None:
+        return self.props.get("rejectionReason")
+
+    def to_wire(self) -> dict[str, Any]:
+        envelope = {
+            "campaignId": self.campaign_id,
+            "rulesetId": self.ruleset_id,
+            "ruleIndex": self.rule_index,
+            "ruleName": self.rule_name,
+            "effectType": self.effect_type.value,
+            "triggeredByCoupon": self.triggered_by_coupon,
+            "conditionIndex": self.condition_index,
+            "evaluationGroupID": self.evaluation_group_id,
+            "evaluationGroupMode": self.evaluation_group_mode,
+        }
+        return {**_drop_none(envelope), "props": to_plain(dict(self.props))}
+
+    def __str__(self) -> str:
+        props = ", ".join(f"{k}={v}" for k, v in self.props.items())
+        return f"{self.effect_type.value}({props}) [campaign {self.campaign_id}, rule {self.rule_name!r}]"
+
+
+@attrs.frozen
+class RuleFailureReason:
+    """Why a rule did not fire (Talon.One's ``RuleFailureReason``)."""
+
+    campaign_id: int
+    campaign_name: str
+    ruleset_id: int
+    rule_index: int
+    rule_name: str
+    condition_index: int | None = None
+    effect_index: int | None = None
+    details: str = ""
+    coupon_id: int | None = None
+    coupon_value: str | None = None
+    referral_id: int | None = None
+    referral_value: str | None = None
+    evaluation_group_id: int | None = None
+    evaluation_group_mode: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "campaignID": self.campaign_id,
+                "campaignName": self.campaign_name,
+                "rulesetID": self.ruleset_id,
+                "couponID": self.coupon_id,
+                "couponValue": self.coupon_value,
+                "referralID": self.referral_id,
+                "referralValue": self.referral_value,
+                "ruleIndex": self.rule_index,
+                "ruleName": self.rule_name,
+                "conditionIndex": self.condition_index,
+                "effectIndex": self.effect_index,
+                "details": self.details or None,
+                "evaluationGroupID": self.evaluation_group_id,
+                "evaluationGroupMode": self.evaluation_group_mode,
+            }
+        )
+
+
+@attrs.frozen
+class RuleTrace:
+    """One rule's fate in one evaluation, for ``explain()``."""
+
+    index: int
+    title: str
+    fired: bool
+    failure: RuleFailureReason | None = None
+    conditions: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class CampaignTrace:
+    """One campaign's fate: skipped (with why), or its rules' traces."""
+
+    campaign_id: int
+    name: str
+    skipped: str | None
+    rules: tuple[RuleTrace, ...] = ()
+    excluded: str | None = None
+
+
+@attrs.frozen
+class IntegrationState:
+    """The answer to an update, shaped like Talon.One's ``IntegrationStateV2``."""
+
+    session_id: str
+    session: NewCustomerSession
+    effects: tuple[Effect, ...]
+    rule_failure_reasons: tuple[RuleFailureReason, ...] = ()
+    created_coupons: tuple[Any, ...] = ()
+    created_referrals: tuple[Any, ...] = ()
+    trace: tuple[CampaignTrace, ...] = attrs.field(default=(), eq=False, repr=False)
+    dry: bool = attrs.field(default=False, eq=False)
+
+    # -- convenience for tests and notebooks --------------------------------
+
+    def effects_of(self, effect_type: EffectType | str) -> list[Effect]:
+        kind = EffectType(effect_type)
+        return [e for e in self.effects if e.effect_type is kind]
+
+    @property
+    def accepted_coupons(self) -> list[str]:
+        return [e.value for e in self.effects_of(EffectType.ACCEPT_COUPON)]
+
+    @property
+    def rejected_coupons(self) -> dict[str, str]:
+        """Rejected coupon code -> Talon.One rejection reason."""
+        return {e.value: e.rejection_reason for e in self.effects_of(EffectType.REJECT_COUPON)}
+
+    @property
+    def accepted_referrals(self) -> list[str]:
+        return [e.value for e in self.effects_of(EffectType.ACCEPT_REFERRAL)]
+
+    @property
+    def rejected_referrals(self) -> dict[str, str]:
+        return {e.value: e.rejection_reason for e in self.effects_of(EffectType.REJECT_REFERRAL)}
+
+    @property
+    def discounts(self) -> dict[str, Decimal]:
+        """Discount name -> value, for ``setDiscount`` and ``setDiscountPerItem``."""
+        return {
+            e.props["name"]: e.props["value"] for e in self.effects if e.effect_type.is_discount
+        }
+
+    @property
+    def total_discount(self) -> Decimal:
+        return sum(self.discounts.values(), Decimal(0))
+
+    @property
+    def discounted_total(self) -> Decimal:
+        return self.session.effective_total - self.total_discount
+
+    # -- output -------------------------------------------------------------
+
+    def to_wire(self) -> dict[str, Any]:
+        """Talon.One ``IntegrationStateV2``: camelCase, plain JSON types."""
+        session = {"integrationId": self.session_id, **to_wire(self.session)}
+        return {
+            "customerSession": session,
+            "effects": [e.to_wire() for e in self.effects],
+            "ruleFailureReasons": [r.to_wire() for r in self.rule_failure_reasons],
+            "createdCoupons": list(self.created_coupons),
+            "createdReferrals": list(self.created_referrals),
+        }
+
+    def explain(self) -> str:
+        """Why each rule fired or not, campaign by campaign, as readable text."""
+        return "\n".join(self._explain_lines())
+
+    def _explain_lines(self) -> Iterator[str]:
+        s = self.session
+        codes = ", ".join(
+            f"{kind} {code!r}"
+            for kind, code in (("coupon", s.coupon), ("referral", s.referral))
+            if code
+        )
+        yield (
+            f"session {self.session_id!r} ({s.state.value}), total {s.effective_total}"
+            + (f", {codes}" if codes else "")
+            + (" [dry run]" if self.dry else "")
+        )
+        for code, reason in self.rejected_coupons.items():
+            yield f"  coupon {code!r} rejected: {reason}"
+        for code, reason in self.rejected_referrals.items():
+            yield f"  referral {code!r} rejected: {reason}"
+        for code in self.accepted_coupons:
+            yield f"  coupon {code!r} accepted"
+        for code in self.accepted_referrals:
+            yield f"  referral {code!r} accepted"
+        if not self.trace:
+            yield "  no campaigns"
+        for campaign in self.trace:
+            head = f"campaign {campaign.campaign_id} {campaign.name!r}"
+            if campaign.skipped:
+                yield f"{head}: not evaluated ({campaign.skipped})"
+                continue
+            yield f"{head}:" + (f" excluded ({campaign.excluded})" if campaign.excluded else "")
+            for rule in campaign.rules:
+                yield "  " + _explain_rule(rule)
+        if self.total_discount:
+            yield f"total discount {self.total_discount}, total after discounts {self.discounted_total}"
+
+    def __str__(self) -> str:
+        return self.explain()
+
+    def _repr_html_(self) -> str:
+        from sandbox.display import integration_state_html
+
+        return integration_state_html(self)
+
+
+def _explain_rule(rule: RuleTrace) -> str:
+    head = f"rule {rule.index} {rule.title!r}"
+    if rule.fired:
+        return f"{head}: fired"
+    failure = rule.failure
+    if failure is None:
+        return f"{head}: did not fire"
+    if failure.condition_index is not None:
+        return (
+            f"{head}: did not fire: condition {failure.condition_index} failed: {failure.details}"
+        )
+    if failure.effect_index is not None:
+        return f"{head}: did not fire: effect {failure.effect_index} could not be applied: {failure.details}"
+    return f"{head}: did not fire: {failure.details}"

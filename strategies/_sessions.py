@@ -1,0 +1,221 @@
+"""Schema-valid sessions and cart items that shrink to small, readable ones.
+
+Every field has a default strategy that starts with its simplest value (``None``
+for optional fields, ``"p1"``, ``"sku-1"``, ``Decimal("0.00")``), so a failing
+example shrinks to a session a person can read at a glance. Money is always a
+``Decimal`` with two places, never a float.
+"""
+
+from __future__ import annotations
+
+import difflib
+import string
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import attrs
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+from hypothesis.strategies import SearchStrategy
+
+from sandbox.errors import ValidationError
+from sandbox.models import CartItem, NewCustomerSession, SessionState
+
+__all__ = ["cart_items", "sessions"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_CENT = Decimal("0.01")
+_CODE_ALPHABET = string.ascii_uppercase + string.digits
+_MAX_CART_LINES = 4
+_MAX_IDENTIFIERS = 5
+
+
+def _money(*, max_cents: int) -> SearchStrategy[Decimal]:
+    # Whole cents times 0.01 keeps two places even for zero (Decimal("0.00"), not 0E-2).
+    return st.integers(min_value=0, max_value=max_cents).map(lambda cents: Decimal(cents) * _CENT)
+
+
+# Default strategies, one per field. ``None`` comes first so optional fields shrink to absent.
+_ITEM_FIELDS: dict[str, SearchStrategy[Any]] = {
+    "sku": st.integers(min_value=1, max_value=99).map("sku-{}".format),
+    "quantity": st.integers(min_value=1, max_value=5),
+    "price": _money(max_cents=500_00),
+    "name": st.none() | st.text(string.ascii_letters + " ", min_size=1, max_size=12),
+    "category": st.none() | st.sampled_from(("books", "food", "shoes", "toys")),
+}
+
+_ATTRIBUTE_VALUES: SearchStrategy[Any] = st.one_of(
+    st.text(max_size=10),
+    st.integers(min_value=-1000, max_value=1000),
+    _money(max_cents=1000_00),
+    st.booleans(),
+)
+
+_SESSION_FIELDS: dict[str, SearchStrategy[Any]] = {
+    "profile_id": st.none() | st.integers(min_value=1, max_value=99).map("p{}".format),
+    "coupon": st.none() | st.text(_CODE_ALPHABET, min_size=4, max_size=12),
+    "referral": st.none() | st.text(_CODE_ALPHABET, min_size=4, max_size=12),
+    "state": st.just(SessionState.OPEN),
+    "identifiers": st.none()
+    | st.lists(st.ip_addresses().map(str), min_size=1, max_size=_MAX_IDENTIFIERS).map(tuple),
+    "attributes": st.none()
+    | st.dictionaries(
+        st.text(string.ascii_lowercase, min_size=1, max_size=8), _ATTRIBUTE_VALUES, max_size=3
+    ),
+}
+
+
+# ---------------------------------------------------------------------------
+# Arguments: checked when the strategy is made, not when it is drawn from.
+
+
+def _check_fixed(caller: str, cls: type, base: Any, fixed: Mapping[str, Any]) -> None:
+    """Refuse unknown field names and pinned values the model itself refuses."""
+    names = [a.name for a in attrs.fields(cls)]
+    unknown = [key for key in fixed if key not in names]
+    if unknown:
+        hints = "".join(_did_you_mean(key, names) for key in unknown)
+        raise TypeError(
+            f"{caller}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}"
+            f"{hints}. Valid names are the {cls.__name__} fields: {', '.join(names)}"
+        )
+    values = {k: v for k, v in fixed.items() if not isinstance(v, SearchStrategy)}
+    try:
+        attrs.evolve(base, **values)
+    except ValidationError as exc:
+        raise InvalidArgument(
+            f"{caller}(): the pinned value(s) {values!r} are not a valid {cls.__name__} "
+            f"(pass a strategy to draw values, or a value that passes the model's checks):\n"
+            f"{exc}"
+        ) from exc
+
+
+def _did_you_mean(key: str, names: Sequence[str]) -> str:
+    # Wire names (cartItems, profileId) are the likely slip: compare without case and "_".
+    flat = {name.replace("_", ""): name for name in names}
+    match = flat.get(key.replace("_", "").lower())
+    if match is None:
+        close = difflib.get_close_matches(key, names, n=1)
+        match = close[0] if close else None
+    return f" ({key!r}: did you mean {match!r}?)" if match else ""
+
+
+def _shown_as(name: str) -> Callable[[F], F]:
+    """Give a composite's function the public name, so the strategy's repr shows the call."""
+
+    def rename(function: F) -> F:
+        function.__name__ = name
+        function.__qualname__ = name
+        return function
+
+    return rename
+
+
+def _pick(
+    draw: st.DrawFn, fixed: Mapping[str, Any], name: str, default: SearchStrategy[Any]
+) -> Any:
+    value = fixed.get(name, default)
+    return draw(value) if isinstance(value, SearchStrategy) else value
+
+
+# ---------------------------------------------------------------------------
+# Cart items
+
+
+def cart_items(**fixed: Any) -> SearchStrategy[CartItem]:
+    """A strategy for one schema-valid :class:`~sandbox.CartItem`.
+
+    By default an item has a short ``sku`` (``"sku-1"``), a ``quantity`` of 1..5,
+    a ``price`` between 0.00 and 500.00 (a two-place ``Decimal``), and maybe a
+    ``name`` and a ``category``. Keyword arguments pin fields by their Python
+    names: a strategy is drawn from, any other value is used as is.
+
+    >>> from decimal import Decimal
+    >>> item = cart_items(sku="shoe", price=Decimal("20.00")).example()
+    >>> (item.sku, item.price)
+    ('shoe', Decimal('20.00'))
+    """
+    _check_fixed("cart_items", CartItem, CartItem(sku="sku-1", quantity=1), fixed)
+    return _draw_cart_item(**fixed)
+
+
+@st.composite
+@_shown_as("cart_items")
+def _draw_cart_item(draw: st.DrawFn, /, **fixed: Any) -> CartItem:
+    values = {name: _pick(draw, fixed, name, default) for name, default in _ITEM_FIELDS.items()}
+    # Fields without a default strategy (weight, product, ...) stay None unless pinned.
+    values.update({n: _pick(draw, fixed, n, st.none()) for n in fixed if n not in values})
+    return CartItem(**values)
+
+
+_CARTS: SearchStrategy[tuple[CartItem, ...] | None] = st.none() | st.lists(
+    cart_items(), max_size=_MAX_CART_LINES
+).map(tuple)
+
+
+def _carts_summing_to(total: Any) -> SearchStrategy[tuple[CartItem, ...] | None]:
+    """Carts that agree with a pinned ``total``: none, empty, or one line priced at it."""
+    one_line = cart_items(quantity=1, price=total).map(lambda item: (item,))
+    return st.one_of(st.none(), st.just(()), one_line)
+
+
+def _totals_for(cart: tuple[CartItem, ...] | None) -> SearchStrategy[Decimal | None]:
+    """No total, or the cart's exact sum (strict_total holds); any amount for no cart."""
+    if cart:
+        return st.none() | st.just(sum((item.line_total for item in cart), Decimal("0.00")))
+    return st.none() | _money(max_cents=1000_00)
+
+
+# ---------------------------------------------------------------------------
+# Sessions
+
+
+def sessions(sb: object = None, **fixed: Any) -> SearchStrategy[NewCustomerSession]:
+    """A strategy for schema-valid, open :class:`~sandbox.NewCustomerSession` models.
+
+    Sessions shrink to small, readable ones: every optional field may be
+    ``None``; ``profile_id`` is short (``"p1"``); ``coupon`` and ``referral`` are
+    4..12 uppercase letters and digits; ``cart_items`` has 0..4 lines from
+    :func:`cart_items`; ``identifiers`` are 1..5 IPv4 or IPv6 addresses;
+    ``attributes`` is a small dict of strings, integers, Decimals and booleans.
+    ``total`` is ``None`` or exactly the cart's sum, so ``from_wire`` with
+    ``strict_total=True`` accepts every drawn session; with no cart (or an
+    empty one) it is any two-place amount.
+
+    Keyword arguments pin fields by their Python names: a strategy is drawn
+    from, any other value is used as is, and unknown names raise ``TypeError``.
+    Pinning ``total`` alone draws carts that agree with it (none, empty, or one
+    line priced at the total); pinning both ``total`` and ``cart_items`` is
+    taken as asked, even if they disagree.
+
+    ``sb`` (a Sandbox) is accepted and ignored for now: drawing codes from its
+    inventory comes with the sandbox.
+
+    >>> s = sessions(profile_id="p1", coupon="XMAS-2021").example()
+    >>> (s.profile_id, s.coupon, s.state.value)
+    ('p1', 'XMAS-2021', 'open')
+    """
+    _check_fixed("sessions", NewCustomerSession, NewCustomerSession(), fixed)
+    return _draw_session(sb, **fixed)
+
+
+@st.composite
+@_shown_as("sessions")
+def _draw_session(draw: st.DrawFn, /, sb: object = None, **fixed: Any) -> NewCustomerSession:
+    values = {name: _pick(draw, fixed, name, default) for name, default in _SESSION_FIELDS.items()}
+    if "total" in fixed and "cart_items" not in fixed:
+        values["total"] = _pick(draw, fixed, "total", st.none())
+        carts = _CARTS if values["total"] is None else _carts_summing_to(values["total"])
+        values["cart_items"] = draw(carts)
+    else:
+        values["cart_items"] = _pick(draw, fixed, "cart_items", _CARTS)
+        values["total"] = _pick(draw, fixed, "total", _totals_for(values["cart_items"]))
+    return NewCustomerSession(**values)
+
+
+# Registered on import (not through a Hypothesis entry point, see STYLE.md), so
+# st.from_type(NewCustomerSession) and st.builds(...) work once strategies is imported.
+st.register_type_strategy(NewCustomerSession, sessions())
+st.register_type_strategy(CartItem, cart_items())
