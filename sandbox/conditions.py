@@ -112,14 +112,14 @@ def as_condition(value: Any, *, where: str = "condition") -> Condition:
 # Talon's built-ins
 
 
-coupon_valid = Condition(
-    fn=lambda ctx: ctx.coupon_valid, description="coupon code is valid", kind="couponValid"
+coupon_valid: Condition = Condition(
+    fn=lambda ctx: bool(ctx.coupon_valid), description="coupon code is valid", kind="couponValid"
 )
 """Talon.One's ``couponValid``: the session's coupon belongs to this campaign and
 passed every validity and limit check. A rule needs it to accept the coupon."""
 
-referral_valid = Condition(
-    fn=lambda ctx: ctx.referral_valid,
+referral_valid: Condition = Condition(
+    fn=lambda ctx: bool(ctx.referral_valid),
     description="referral code is valid",
     kind="referralValid",
 )
@@ -296,13 +296,13 @@ def _lambda_source(fn: Callable[..., Any]) -> str | None:
     positions = [p for p in code.co_positions() if p[0] is not None and p[2] is not None]
     if not positions:
         return None
-    line_no, end_line, col, end_col = min(positions, key=lambda p: (p[0], p[2]))
+    line_no, _, col, end_col = min(positions, key=lambda p: (p[0], p[2]))
     last_line, last_col = max(
         ((p[1], p[3]) for p in positions if p[1] is not None and p[3] is not None),
         default=(line_no, end_col),
     )
-    start = line_no - first
-    stop = (last_line or line_no) - first
+    start = (line_no or 0) - first
+    stop = (last_line or line_no or 0) - first
     if not 0 <= start < len(lines) or not 0 <= stop < len(lines):
         return None
     if start == stop:

@@ -167,11 +167,12 @@ class Sandbox:
         )
         self.case_sensitivity = case_sensitivity
         self.strict_total = bool(strict_total)
-        self._normalize: Callable[[str], str] = {
+        normalizers: dict[str, Callable[[str], str]] = {
             "insensitive-uppercase": str.upper,
             "insensitive-lowercase": str.lower,
             "sensitive": str,
-        }[case_sensitivity]
+        }
+        self._normalize = normalizers[case_sensitivity]
         self._lock = threading.RLock()
         self._ids = {
             "campaign": itertools.count(1),
@@ -654,7 +655,7 @@ class Sandbox:
         evaluation = stored.closed_with
         assert evaluation is not None
         effects: list[Effect] = []
-        for index, effect in enumerate(evaluation.effects):
+        for effect in evaluation.effects:
             if effect.effect_type is EffectType.ACCEPT_COUPON:
                 effects.append(
                     _rollback_of(effect, EffectType.ROLLBACK_COUPON, {"value": effect.value})
@@ -784,7 +785,9 @@ def _budget_releases(
     return [
         Charge(c.key, rolled_back[c.effect_ref], c.effect_ref)
         for c in committed
-        if c.effect_ref in rolled_back and c.key.action == LimitAction.SET_DISCOUNT.value
+        if c.effect_ref is not None
+        and c.effect_ref in rolled_back
+        and c.key.action == LimitAction.SET_DISCOUNT.value
     ]
 
 

@@ -47,7 +47,8 @@ Amount: TypeAlias = "Decimal | int | float | str | Callable[[Context], Any]"
 
 def _amount(value: Any, what: str) -> Decimal | Callable[[Context], Any]:
     if callable(value):
-        return value  # computed per evaluation; checked then (see engine)
+        fn: Callable[[Context], Any] = value  # computed per evaluation; checked then (engine)
+        return fn
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
         raise DefinitionError(
             f"{what} must be a number or a callable of the context, got {value!r}"

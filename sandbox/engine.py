@@ -15,6 +15,7 @@ ledger and the session store of :class:`~sandbox.Sandbox`. One evaluation:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -103,8 +104,8 @@ class Context:
         self.attributes: Mapping[str, Any] = MappingProxyType(session.attributes or {})
         self.now = now
         self.campaign: str | None = None
-        self.coupon_valid = False
-        self.referral_valid = False
+        self.coupon_valid: bool = False
+        self.referral_valid: bool = False
         self.coupon: str | None = None
         self.referral: str | None = None
 
@@ -465,10 +466,8 @@ class _RecordingMapping(Mapping[str, Any]):
 
 def _details(condition: Condition, ctx: Context) -> str:
     recorder = _Recorder(ctx)
-    try:
+    with contextlib.suppress(Exception):  # details are best effort; the condition failed already
         condition.fn(recorder)  # type: ignore[arg-type]
-    except Exception:
-        pass
     seen = ", ".join(
         f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in recorder.seen.items()
     )
@@ -631,14 +630,13 @@ def _budget_keys(
     run: _Run, campaign: Campaign, action: LimitAction, scope: Mapping[LimitEntity, Sequence[str]]
 ) -> tuple[list[tuple[CounterKey, Limit]], str | None]:
     """The budget counters an effect charges, or why it cannot be charged."""
-    found = []
+    found: list[tuple[CounterKey, Limit]] = []
     for limit in campaign.limits_for(action):
         keys = _limit_keys(limit, campaign.id, scope, run.now)
         if keys is None:
             missing = [e.value for e in limit.entities if not scope.get(e)]
-            if LimitEntity.COUPON in limit.entities or LimitEntity.REFERRAL in limit.entities:
-                if set(missing) <= {LimitEntity.COUPON.value, LimitEntity.REFERRAL.value}:
-                    continue  # a per-code budget does not apply to a session without that code
+            if set(missing) <= {LimitEntity.COUPON.value, LimitEntity.REFERRAL.value}:
+                continue  # a per-code budget does not apply to a session without that code
             return (
                 [],
                 f"budget {limit.describe()} needs a {' and '.join(missing).lower()} in the session",
@@ -669,6 +667,7 @@ def _apply_rule(
         props = dict(desired.props)
         if desired.value is not None:
             want = desired.value
+            assert isinstance(spec, SetDiscount | SetDiscountPerItem)
             if isinstance(spec, SetDiscount) and spec.name in run.discount_by_name:
                 # Same name overwrites: the earlier discount's room comes back first.
                 earlier_index = run.discount_by_name[spec.name]
@@ -849,7 +848,7 @@ def evaluate(session: NewCustomerSession, world: World) -> Evaluation:
                     run, campaign, rule, effect_index=failed[0], details=failed[1]
                 )
                 continue
-            envelope = {
+            envelope: dict[str, Any] = {
                 "campaign_id": campaign.id,
                 "ruleset_id": campaign.id,
                 "rule_index": rule.index,
@@ -943,8 +942,8 @@ def evaluate(session: NewCustomerSession, world: World) -> Evaluation:
 
     # A valid code whose campaign was not evaluated at all cannot happen: the
     # checks above reject codes of campaigns that are not running.
-    effects = tuple(e for e in run.effects if e is not None)
-    return Evaluation(effects, tuple(run.failures), tuple(run.trace), tuple(run.charges))
+    emitted = tuple(e for e in run.effects if e is not None)
+    return Evaluation(emitted, tuple(run.failures), tuple(run.trace), tuple(run.charges))
 
 
 def _redeem_charges(

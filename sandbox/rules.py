@@ -99,6 +99,16 @@ def _limit_entities(value: Iterable[Any]) -> tuple[LimitEntity, ...]:
     return entities
 
 
+def _limit_action(value: Any) -> LimitAction:
+    action: LimitAction = _enum(LimitAction, value, "Limit(action)")
+    return action
+
+
+def _period(value: Any) -> Period | None:
+    period: Period | None = None if value is None else _enum(Period, value, "Limit(period)")
+    return period
+
+
 @attrs.frozen
 class Limit:
     """A campaign limit (Talon.One's ``LimitConfig``).
@@ -108,16 +118,12 @@ class Limit:
     buckets the counter by UTC day, ISO week, month or year.
     """
 
-    action: LimitAction = attrs.field(converter=lambda v: _enum(LimitAction, v, "Limit(action)"))
+    action: LimitAction = attrs.field(converter=_limit_action)
     limit: Decimal = attrs.field(converter=_limit_amount)
     entities: tuple[LimitEntity, ...] = attrs.field(
         default=(), kw_only=True, converter=_limit_entities
     )
-    period: Period | None = attrs.field(
-        default=None,
-        kw_only=True,
-        converter=lambda v: None if v is None else _enum(Period, v, "Limit(period)"),
-    )
+    period: Period | None = attrs.field(default=None, kw_only=True, converter=_period)
 
     def __attrs_post_init__(self) -> None:
         money = self.action is LimitAction.SET_DISCOUNT

@@ -159,7 +159,7 @@ class IntegrationState:
     @property
     def rejected_coupons(self) -> dict[str, str]:
         """Rejected coupon code -> Talon.One rejection reason."""
-        return {e.value: e.rejection_reason for e in self.effects_of(EffectType.REJECT_COUPON)}
+        return {e.value: str(e.rejection_reason) for e in self.effects_of(EffectType.REJECT_COUPON)}
 
     @property
     def accepted_referrals(self) -> list[str]:
@@ -167,7 +167,9 @@ class IntegrationState:
 
     @property
     def rejected_referrals(self) -> dict[str, str]:
-        return {e.value: e.rejection_reason for e in self.effects_of(EffectType.REJECT_REFERRAL)}
+        return {
+            e.value: str(e.rejection_reason) for e in self.effects_of(EffectType.REJECT_REFERRAL)
+        }
 
     @property
     def discounts(self) -> dict[str, Decimal]:
