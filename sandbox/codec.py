@@ -34,6 +34,7 @@ from sandbox.models import (
     check_total,
     describe,
     json_value,
+    size_problems,
     type_name,
     wire_name,
 )
@@ -80,14 +81,11 @@ def _structure_bool(value: Any, _: type) -> bool:
 def _structure_decimal(value: Any, _: type) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise _fail(f"must be a number (got {type_name(value)} {describe(value)})")
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise _fail(f"must be a finite number: {value}")
-        # Via the shortest repr, never the binary value: 0.1 -> Decimal('0.1').
-        return Decimal(repr(value))
-    if isinstance(value, Decimal) and not value.is_finite():
-        raise _fail(f"must be a finite number: {value}")
-    return Decimal(value)
+    # Floats via the shortest repr, never the binary value: 0.1 -> Decimal('0.1').
+    result = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if not result.is_finite():
+        raise _fail(f"must be a finite number: {result}")
+    return result
 
 
 def _structure_state(value: Any, _: type) -> SessionState:
@@ -182,7 +180,13 @@ def _dict_hook(conv: cattrs.Converter, t: Any) -> Callable[[Any, Any], dict[str,
 
 def _checked(hook: Callable[[Any, Any], Any], check: Check, name: str) -> Callable[[Any, Any], Any]:
     def structure(value: Any, t: Any) -> Any:
-        result = hook(value, t)
+        try:
+            result = hook(value, t)
+        except Exception as exc:
+            sizes = size_problems(check, name, value)
+            if not sizes:
+                raise
+            raise _InvalidError(sizes + list(_problems(exc, ""))) from None
         problems = list(check(name, result))
         if problems:
             raise _InvalidError(problems)
@@ -331,10 +335,10 @@ def from_wire(cls: type[T], data: Any, *, strict_total: bool = True) -> T:
 
 
 def to_plain(value: Any) -> Any:
-    """Replace Decimals by JSON numbers: int when integral as written, else float."""
+    """Replace Decimals by JSON numbers: int when written as an integer, else float."""
     if isinstance(value, Decimal):
-        exponent = value.as_tuple().exponent
-        if isinstance(exponent, int) and exponent >= 0:
+        # An integer as written (80) stays an int; 80.0, 8.00 and 1E+23 were floats.
+        if value.as_tuple().exponent == 0:
             return int(value)
         return float(value)
     if isinstance(value, dict):

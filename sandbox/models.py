@@ -16,6 +16,7 @@ sandbox.errors.ValidationError: invalid NewCustomerSession: 1 problem
   /identifiers: 'identifiers' must have at most 5 items: 6 given
 """
 
+import difflib
 import enum
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -72,7 +73,7 @@ def _to_decimal(value: Decimal | int | float | None) -> Any:
         return value  # refused by the check, with the value shown
     if isinstance(value, int):
         return Decimal(value)
-    if isinstance(value, float) and math.isfinite(value):
+    if isinstance(value, float):
         return Decimal(repr(value))
     return value
 
@@ -187,12 +188,31 @@ money = number(minimum=Decimal(0))
 
 def one_of(enum_type: type[enum.StrEnum]) -> Check:
     allowed = ", ".join(repr(m.value) for m in enum_type)
+    values = [m.value for m in enum_type]
 
     def check(name: str | None, value: Any) -> Iterator[Problem]:
         if not isinstance(value, enum_type):
-            yield Problem("", _named(name, f"must be one of {allowed} (got {describe(value)})"))
+            close = (
+                difflib.get_close_matches(str(value).lower(), values, n=1)
+                if isinstance(value, str)
+                else []
+            )
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            yield Problem(
+                "", _named(name, f"must be one of {allowed} (got {describe(value)}){hint}")
+            )
 
     return check
+
+
+def size_problems(check: Check, name: str | None, value: Any) -> list[Problem]:
+    """The size rule of an array check on a raw value, for when its elements fail."""
+    max_items: int | None = getattr(check, "max_items", None)
+    if max_items is not None and isinstance(value, list | tuple) and len(value) > max_items:
+        return [
+            Problem("", _named(name, f"must have at most {max_items} items: {len(value)} given"))
+        ]
+    return []
 
 
 def array_of(item: Check, *, max_items: int | None = None) -> Check:
@@ -210,6 +230,7 @@ def array_of(item: Check, *, max_items: int | None = None) -> Check:
             for problem in item(_item(name, f"[{index}]"), element):
                 yield problem.within(f"/{index}")
 
+    check.max_items = max_items  # type: ignore[attr-defined]
     return check
 
 
@@ -269,6 +290,7 @@ def optional(check: Check) -> Check:
         if value is not None:
             yield from check(name, value)
 
+    wrapped.max_items = getattr(check, "max_items", None)  # type: ignore[attr-defined]
     return wrapped
 
 

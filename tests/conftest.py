@@ -6,7 +6,23 @@ loaded here: locally the default profile applies, and Hypothesis loads its
 built-in derandomized "ci" profile itself when the CI variable is set.
 """
 
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
+from hypothesis.errors import InvalidArgument
 
-settings.register_profile("dev", max_examples=50)
-settings.register_profile("fuzz", max_examples=2000, deadline=None)
+pytest_plugins = ["pytester"]
+
+# The promo_sandbox pytest plugin registers the same two profiles; whichever
+# runs first wins, so both register only what is missing, with equal values.
+_PROFILES = {
+    "dev": {"max_examples": 50},
+    "fuzz": {
+        "max_examples": 2000,
+        "deadline": None,
+        "suppress_health_check": [HealthCheck.too_slow],
+    },
+}
+for _name, _values in _PROFILES.items():
+    try:
+        settings.get_profile(_name)
+    except InvalidArgument:
+        settings.register_profile(_name, **_values)
