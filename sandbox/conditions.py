@@ -293,7 +293,14 @@ def _lambda_source(fn: Callable[..., Any]) -> str | None:
     except (OSError, TypeError):
         return None
     code = fn.__code__
-    positions = [p for p in code.co_positions() if p[0] is not None and p[2] is not None]
+    # Zero-width positions (RESUME, the implicit RETURN) point at column 0 of the
+    # line, not at the body: with them, `x = 1; f = lambda ctx: ...` would
+    # describe itself from `x = 1`.
+    positions = [
+        p
+        for p in code.co_positions()
+        if p[0] is not None and p[2] is not None and (p[0], p[2]) != (p[1], p[3])
+    ]
     if not positions:
         return None
     line_no, _, col, end_col = min(positions, key=lambda p: (p[0], p[2]))

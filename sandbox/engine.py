@@ -19,7 +19,7 @@ import contextlib
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from types import MappingProxyType
 from typing import Any
 
@@ -99,7 +99,8 @@ class Context:
         self.session = session
         self.total: Decimal = session.effective_total
         self.items: tuple[CartItem, ...] = session.cart_items or ()
-        self.profile_id: str | None = session.profile_id or None
+        # DESIGN.md section 3: no context field is None; no profile is "".
+        self.profile_id: str = session.profile_id or ""
         self.identifiers: tuple[str, ...] = session.identifiers or ()
         self.attributes: Mapping[str, Any] = MappingProxyType(session.attributes or {})
         self.now = now
@@ -553,9 +554,9 @@ def _desire(run: _Run, campaign: Campaign, rule: Rule, ctx: Context) -> Iterable
                 if spec.percent is not None:
                     raw = line * spec.percent / 100
                 else:
-                    raw = min(
-                        _amount_of(spec.amount, ctx, campaign, rule, index) * item.quantity, line
-                    )
+                    # Per unit; the cap at the line happens when applied, so a capped
+                    # item discount reports desiredValue (DESIGN.md section 4).
+                    raw = _amount_of(spec.amount, ctx, campaign, rule, index) * item.quantity
                 yield _Desired(
                     spec,
                     index,
@@ -608,18 +609,16 @@ def _arbitrate(outcomes: list[_CampaignOutcome]) -> None:
             groups.setdefault(outcome.campaign.group.id, []).append(outcome)
     for members in groups.values():
         mode = members[0].campaign.group.mode  # type: ignore[union-attr]
-        if mode is GroupMode.STACKABLE or len(members) < 2:
+        # listOrder is decided while applying (see evaluate): the first campaign
+        # that applies wins, so one whose rules all failed on budgets does not.
+        if mode in (GroupMode.STACKABLE, GroupMode.LIST_ORDER) or len(members) < 2:
             continue
-        if mode is GroupMode.LIST_ORDER:
-            winner, reason = members[0], ExclusionReason.IS_NOT_FIRST
-        else:
-            # Ties go to the earlier campaign: max/min return the first of equals.
-            pick = max if mode is GroupMode.HIGHEST_DISCOUNT else min
-            winner = pick(members, key=lambda o: o.desired_discount)
-            reason = ExclusionReason.GAVE_LOWER_DISCOUNT
+        # Ties go to the earlier campaign: max/min return the first of equals.
+        pick = max if mode is GroupMode.HIGHEST_DISCOUNT else min
+        winner = pick(members, key=lambda o: o.desired_discount)
         for outcome in members:
             if outcome is not winner:
-                outcome.excluded = reason
+                outcome.excluded = ExclusionReason.GAVE_LOWER_DISCOUNT
 
 
 # ---------------------------------------------------------------------------
@@ -653,14 +652,15 @@ def _apply_rule(
     group_id: int,
     group_mode: str,
     triggered_by: int | None,
-) -> tuple[list[Effect], list[Charge], tuple[int, str] | None]:
+) -> tuple[list[Effect | None], list[Charge], tuple[int, str] | None]:
     """Caps and budgets for one fired rule; all of it applies, or none of it."""
-    effects: list[Effect] = []
+    effects: list[Effect | None] = []
     charges: list[Charge] = []
     pending = dict(run.pending)
     session_left = run.session_left
     item_left = list(run.item_left)
     overwritten: list[int] = []
+    own_names: dict[str, int] = {}  # setDiscount name -> index in effects, this rule only
     settings = run.settings
     for desired in fired.desired:
         spec = desired.spec
@@ -668,7 +668,18 @@ def _apply_rule(
         if desired.value is not None:
             want = desired.value
             assert isinstance(spec, SetDiscount | SetDiscountPerItem)
-            if isinstance(spec, SetDiscount) and spec.name in run.discount_by_name:
+            if isinstance(spec, SetDiscount) and spec.name in own_names:
+                # The same name twice in one rule: the later one overwrites too.
+                mine = own_names.pop(spec.name)
+                replaced = effects[mine]
+                assert replaced is not None
+                effects[mine] = None
+                session_left += replaced.props["value"]
+                for charge in charges:
+                    if charge.effect_ref == mine:
+                        pending[charge.key] = pending.get(charge.key, ZERO) - charge.amount
+                charges = [c for c in charges if c.effect_ref != mine]
+            elif isinstance(spec, SetDiscount) and spec.name in run.discount_by_name:
                 # Same name overwrites: the earlier discount's room comes back first.
                 earlier_index = run.discount_by_name[spec.name]
                 earlier = run.effects[earlier_index]
@@ -683,7 +694,9 @@ def _apply_rule(
                 if desired.position is None
                 else min(session_left, item_left[desired.position])
             )
-            value = min(want, max(cap, ZERO))
+            # A capped value is in currency precision too; rounded down so the cap holds
+            # (a line of 3 x 0.333 gives 0.99 off, not 1.00).
+            value = min(want, max(cap, ZERO).quantize(run.quantum, ROUND_DOWN))
             budget_keys, missing = _budget_keys(run, campaign, LimitAction.SET_DISCOUNT, scope)
             count_keys, missing_count = _budget_keys(
                 run, campaign, LimitAction.SET_DISCOUNT_EFFECT, scope
@@ -722,6 +735,8 @@ def _apply_rule(
                 )
             else:
                 props.update(name=spec.name, value=value)
+                if isinstance(spec, SetDiscount):
+                    own_names[spec.name] = len(effects)
             if value != want:
                 props["desiredValue"] = want
         effects.append(
@@ -815,8 +830,16 @@ def evaluate(session: NewCustomerSession, world: World) -> Evaluation:
 
     # 4. Application, in campaign order
     coupon_accepted = referral_accepted = False
+    applied_groups: set[int] = set()  # listOrder groups whose first campaign applied
     for outcome in outcomes:
         campaign = outcome.campaign
+        list_group = (
+            campaign.group.id
+            if campaign.group is not None and campaign.group.mode is GroupMode.LIST_ORDER
+            else None
+        )
+        if list_group in applied_groups and outcome.triggered:
+            outcome.excluded = ExclusionReason.IS_NOT_FIRST
         group_id, group_mode = _group_id(campaign), _group_mode(campaign).value
         has_coupon = campaign is coupon_campaign
         has_referral = campaign is referral_campaign
@@ -893,13 +916,17 @@ def evaluate(session: NewCustomerSession, world: World) -> Evaluation:
                 )
             offset = len(run.effects)
             for effect in effects:
-                index = run.emit(effect)
-                if effect.effect_type is EffectType.SET_DISCOUNT:
-                    run.discount_by_name[effect.props["name"]] = index
+                # A None keeps the place of a discount overwritten within the rule,
+                # so the charges' effect_ref offsets stay right.
+                run.effects.append(effect)
+                if effect is not None and effect.effect_type is EffectType.SET_DISCOUNT:
+                    run.discount_by_name[effect.props["name"]] = len(run.effects) - 1
             run.charges.extend(
                 attrs.evolve(c, effect_ref=offset + (c.effect_ref or 0)) for c in charges
             )
             rule_traces[rule.index] = RuleTrace(rule.index, rule.title, fired=True)
+            if list_group is not None:
+                applied_groups.add(list_group)
         for rule in campaign.rules:
             if rule.index not in rule_traces:
                 failure = outcome.failed.get(rule.index)
@@ -943,7 +970,14 @@ def evaluate(session: NewCustomerSession, world: World) -> Evaluation:
     # A valid code whose campaign was not evaluated at all cannot happen: the
     # checks above reject codes of campaigns that are not running.
     emitted = tuple(e for e in run.effects if e is not None)
-    return Evaluation(emitted, tuple(run.failures), tuple(run.trace), tuple(run.charges))
+    # Charges point into run.effects, which keeps None for overwritten discounts;
+    # the ledger and returns index the emitted effects, so renumber.
+    renumber = dict(zip((i for i, e in enumerate(run.effects) if e is not None), itertools.count()))
+    final_charges = tuple(
+        c if c.effect_ref is None else attrs.evolve(c, effect_ref=renumber[c.effect_ref])
+        for c in run.charges
+    )
+    return Evaluation(emitted, tuple(run.failures), tuple(run.trace), final_charges)
 
 
 def _redeem_charges(
