@@ -102,17 +102,30 @@ class Ledger:
 
     def commit(self, charges: Iterable[Charge]) -> None:
         """Add a closing session's consumption."""
-        for charge in charges:
-            self._counters[charge.key] = self._counters.get(charge.key, ZERO) + charge.amount
+        self._move(charges, 1)
 
     def release(self, charges: Iterable[Charge]) -> None:
         """Take back consumption (cancel, reopen, return)."""
+        self._move(charges, -1)
+
+    def _move(self, charges: Iterable[Charge], sign: int) -> None:
+        # Work on a copy and swap it in, so a failure leaves every counter as it was.
+        counters = dict(self._counters)
         for charge in charges:
-            left = self._counters.get(charge.key, ZERO) - charge.amount
-            if left:
-                self._counters[charge.key] = left
+            # A zero charge (a discount capped to nothing) moves nothing: it must
+            # neither create a counter at 0 nor fail on one already dropped.
+            if not charge.amount:
+                continue
+            value = counters.get(charge.key, ZERO) + sign * charge.amount
+            if value < 0:
+                raise AssertionError(
+                    f"ledger: releasing {charge.amount} from {charge.key} would leave {value}"
+                )
+            if value:
+                counters[charge.key] = value
             else:
-                del self._counters[charge.key]
+                counters.pop(charge.key, None)
+        self._counters = counters
 
     def touch_profile(self, profile_id: str) -> None:
         """Talon.One creates an unknown profile on its first session."""
