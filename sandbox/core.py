@@ -121,6 +121,7 @@ class StoredSession:
     committed: tuple[Charge, ...] = ()
     discounts_left: tuple[tuple[int, Decimal], ...] = ()
     returned: tuple[int, ...] = ()
+    sales_left: Decimal = ZERO
 
     @property
     def session(self) -> NewCustomerSession:
@@ -295,11 +296,19 @@ class Sandbox:
         if isinstance(limits, Limit):
             limits = [limits]
         limit_list = tuple(limits)
+        seen: dict[Any, int] = {}
         for i, limit in enumerate(limit_list):
             if not isinstance(limit, Limit):
                 raise DefinitionError(
                     f"{where}: limits[{i}] must be a sandbox.Limit, got {limit!r}"
                 )
+            scope = (limit.action, frozenset(limit.entities), limit.period)
+            if scope in seen:
+                raise DefinitionError(
+                    f"{where}: limits[{i}] ({limit.describe()}) counts the same thing as "
+                    f"limits[{seen[scope]}]; keep one of them"
+                )
+            seen[scope] = i
         if group is not None and (not isinstance(group, Group) or group not in self._groups):
             raise DefinitionError(
                 f"{where}: group must come from this sandbox's group(), got {group!r}"
@@ -491,11 +500,14 @@ class Sandbox:
                 _check_repeats(session_id, stored, parsed)
                 return self._rollback(stored, SessionState.CANCELLED, dry=dry)
             if asked is SessionState.CANCELLED:
+                # open -> cancelled: nothing was committed, nothing to roll back. Fields the
+                # request leaves out keep their stored values (Talon.One's PUT builds on them).
                 assert stored is not None
-                result = IntegrationState(session_id, parsed, (), dry=dry)
+                kept = _merged(stored.submitted, parsed)
+                result = IntegrationState(session_id, kept, (), dry=dry)
                 if not dry:
                     self._sessions[session_id] = StoredSession(
-                        session_id, parsed, SessionState.CANCELLED, ()
+                        session_id, kept, SessionState.CANCELLED, ()
                     )
                 return result
             evaluation = evaluate(parsed, self._world())
@@ -528,6 +540,7 @@ class Sandbox:
                         if e.effect_type.is_discount
                     ),
                     returned=tuple(0 for _ in parsed.cart_items or ()),
+                    sales_left=parsed.effective_total,
                 )
             else:
                 self._sessions[session_id] = StoredSession(
@@ -632,13 +645,14 @@ class Sandbox:
                 returned=returned,
                 discounts_left=tuple(new_left.items()),
                 committed=_minus(stored.committed, releases),
+                sales_left=_sales_left(stored, cart, returned, returned_value),
             )
             result = IntegrationState(session_id, new_stored.session, effects, dry=dry)
             if not dry:
                 self.ledger.release(releases)
                 profile = stored.submitted.profile_id
                 if profile:
-                    self.ledger.add_sale(profile, 0, -returned_value)
+                    self.ledger.add_sale(profile, 0, new_stored.sales_left - stored.sales_left)
                 self._sessions[session_id] = new_stored
             return result
 
@@ -675,14 +689,7 @@ class Sandbox:
         self.ledger.release(stored.committed)
         profile = stored.submitted.profile_id
         if profile:
-            sold = stored.submitted.effective_total - sum(
-                (
-                    i.line_total * r / i.quantity
-                    for i, r in zip(stored.submitted.cart_items or (), stored.returned, strict=True)
-                ),
-                ZERO,
-            )
-            self.ledger.add_sale(profile, -1, -sold)
+            self.ledger.add_sale(profile, -1, -stored.sales_left)
         if to is SessionState.OPEN:
             self._sessions[stored.session_id] = StoredSession(
                 stored.session_id,
@@ -732,6 +739,30 @@ def _why_not(current: SessionState | None, asked: SessionState) -> str:
     if current is SessionState.CANCELLED:
         return "a cancelled session is final"
     return ""
+
+
+def _sales_left(
+    stored: StoredSession, cart: Sequence[Any], returned: Sequence[int], returned_value: Decimal
+) -> Decimal:
+    """totalSales still counted for a session after a return: the returned items' share
+    of the total the session closed with (which is the client's total under strict_total=False)."""
+    if all(r == item.quantity for r, item in zip(returned, cart, strict=True)):
+        return ZERO
+    cart_total = stored.submitted.cart_total
+    if not cart_total:
+        return stored.sales_left
+    share = stored.submitted.effective_total * returned_value / cart_total
+    return stored.sales_left - share
+
+
+def _merged(stored: NewCustomerSession, asked: NewCustomerSession) -> NewCustomerSession:
+    """``asked`` over ``stored``: a field the request leaves out keeps its stored value."""
+    changes = {
+        a.name: getattr(asked, a.name)
+        for a in attrs.fields(NewCustomerSession)
+        if getattr(asked, a.name) is not None
+    }
+    return attrs.evolve(stored, **changes)
 
 
 def _check_repeats(session_id: str, stored: StoredSession, asked: NewCustomerSession) -> None:

@@ -360,3 +360,20 @@ def test_unknown_limit_names_list_the_valid_ones(
     assert repr(bad) in message
     for name in valid:
         assert repr(name) in message
+
+
+def test_two_limits_counting_the_same_thing_are_refused_at_definition() -> None:
+    import pytest
+
+    from sandbox import DefinitionError, Limit, Sandbox
+
+    sb = Sandbox(now="2026-12-01T10:00:00Z")
+    with pytest.raises(DefinitionError, match=r"limits\[1\].*same thing as limits\[0\]"):
+        sb.campaign(
+            "Twice",
+            limits=[
+                Limit("redeemCoupon", 1, entities=["Profile"]),
+                Limit("redeemCoupon", 3, entities=["Profile"]),
+            ],
+        )
+    assert sb.campaigns == ()

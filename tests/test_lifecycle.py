@@ -463,3 +463,41 @@ def test_returning_more_than_is_left_is_rejected() -> None:
     with pytest.raises(ValidationError):
         sb.return_items("s1", [{"position": 0}, {"position": 0}])
     assert sb.snapshot() == before
+
+
+# ---------------------------------------------------------------------------
+# Follow-ups: a bare cancel keeps the stored fields; sales under strict_total=False
+
+
+def test_cancelling_an_open_session_with_only_a_state_keeps_its_stored_fields() -> None:
+    from sandbox import Sandbox
+
+    sb = Sandbox(now="2026-12-01T10:00:00Z")
+    sb.update("s1", {"profileId": "p1", "cartItems": [{"sku": "A", "quantity": 2, "price": 5}]})
+    state = sb.update("s1", {"state": "cancelled"})
+    stored = sb.get_session("s1").session
+    assert stored.state.value == "cancelled"
+    assert stored.profile_id == "p1"
+    assert stored.cart_items is not None
+    assert stored.cart_items[0].sku == "A"
+    assert state.effects == ()
+
+
+def test_returning_half_of_a_loosely_totalled_cart_takes_half_of_the_closed_total_off_sales() -> (
+    None
+):
+    from decimal import Decimal
+
+    from sandbox import Sandbox
+
+    # The client said 90 for a 100 cart (strict_total=False trusts it, as Talon.One does):
+    # returning half the cart's value takes half of the 90 off totalSales, never below zero.
+    sb = Sandbox(now="2026-12-01T10:00:00Z", strict_total=False)
+    cart = [{"sku": "A", "quantity": 1, "price": 50}, {"sku": "B", "quantity": 1, "price": 50}]
+    sb.update("s1", {"profileId": "p1", "cartItems": cart, "total": 90, "state": "closed"})
+    assert sb.get_profile("p1").total_sales == Decimal(90)
+    sb.return_items("s1", [{"position": 0}])
+    assert sb.get_profile("p1").total_sales == Decimal(45)
+    sb.update("s1", {"state": "cancelled"})
+    assert sb.get_profile("p1").total_sales == Decimal(0)
+    assert sb.get_profile("p1").closed_sessions == 0
