@@ -110,6 +110,16 @@ class Context:
         self.coupon: str | None = None
         self.referral: str | None = None
 
+    def for_campaign(self, campaign: str) -> Context:
+        """A copy for one campaign; the session-derived fields are computed once per run."""
+        ctx = object.__new__(Context)
+        ctx.session, ctx.total, ctx.items = self.session, self.total, self.items
+        ctx.profile_id, ctx.identifiers, ctx.attributes = self.profile_id, self.identifiers, self.attributes
+        ctx.now, ctx.campaign = self.now, campaign
+        ctx.coupon_valid = ctx.referral_valid = False
+        ctx.coupon = ctx.referral = None
+        return ctx
+
     def __repr__(self) -> str:
         return (
             f"Context(total={self.total}, profile_id={self.profile_id!r}, "
@@ -662,6 +672,7 @@ def _apply_rule(
     overwritten: list[int] = []
     own_names: dict[str, int] = {}  # setDiscount name -> index in effects, this rule only
     settings = run.settings
+    budgets: tuple[Any, Any] | None = None  # computed at the first discount, once per rule
     for desired in fired.desired:
         spec = desired.spec
         props = dict(desired.props)
@@ -697,10 +708,12 @@ def _apply_rule(
             # A capped value is in currency precision too; rounded down so the cap holds
             # (a line of 3 x 0.333 gives 0.99 off, not 1.00).
             value = min(want, max(cap, ZERO).quantize(run.quantum, ROUND_DOWN))
-            budget_keys, missing = _budget_keys(run, campaign, LimitAction.SET_DISCOUNT, scope)
-            count_keys, missing_count = _budget_keys(
-                run, campaign, LimitAction.SET_DISCOUNT_EFFECT, scope
-            )
+            if budgets is None:
+                budgets = (
+                    _budget_keys(run, campaign, LimitAction.SET_DISCOUNT, scope),
+                    _budget_keys(run, campaign, LimitAction.SET_DISCOUNT_EFFECT, scope),
+                )
+            (budget_keys, missing), (count_keys, missing_count) = budgets
             if missing or missing_count:
                 return [], [], (desired.effect_index, missing or missing_count or "")
             for key, limit in count_keys:
@@ -808,6 +821,7 @@ def evaluate(session: NewCustomerSession, world: World) -> Evaluation:
 
     # 2. Rules of running campaigns
     outcomes: list[_CampaignOutcome] = []
+    base_ctx = Context(session, world.now)
     for campaign in world.campaigns:
         if campaign.state is CampaignState.ARCHIVED:
             run.trace.append(CampaignTrace(campaign.id, campaign.name, "archived"))
@@ -817,8 +831,7 @@ def evaluate(session: NewCustomerSession, world: World) -> Evaluation:
                 CampaignTrace(campaign.id, campaign.name, _not_running(campaign, world.now))
             )
             continue
-        ctx = Context(session, world.now)
-        ctx.campaign = campaign.name
+        ctx = base_ctx.for_campaign(campaign.name)
         if campaign is coupon_campaign:
             ctx.coupon_valid, ctx.coupon = True, coupon_code
         if campaign is referral_campaign:
@@ -921,9 +934,7 @@ def evaluate(session: NewCustomerSession, world: World) -> Evaluation:
                 run.effects.append(effect)
                 if effect is not None and effect.effect_type is EffectType.SET_DISCOUNT:
                     run.discount_by_name[effect.props["name"]] = len(run.effects) - 1
-            run.charges.extend(
-                attrs.evolve(c, effect_ref=offset + (c.effect_ref or 0)) for c in charges
-            )
+            run.charges.extend(Charge(c.key, c.amount, offset + (c.effect_ref or 0)) for c in charges)
             rule_traces[rule.index] = RuleTrace(rule.index, rule.title, fired=True)
             if list_group is not None:
                 applied_groups.add(list_group)
@@ -974,7 +985,7 @@ def evaluate(session: NewCustomerSession, world: World) -> Evaluation:
     # the ledger and returns index the emitted effects, so renumber.
     renumber = dict(zip((i for i, e in enumerate(run.effects) if e is not None), itertools.count()))
     final_charges = tuple(
-        c if c.effect_ref is None else attrs.evolve(c, effect_ref=renumber[c.effect_ref])
+        c if c.effect_ref is None else Charge(c.key, c.amount, renumber[c.effect_ref])
         for c in run.charges
     )
     return Evaluation(emitted, tuple(run.failures), tuple(run.trace), final_charges)

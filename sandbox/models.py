@@ -18,6 +18,7 @@ sandbox.errors.ValidationError: invalid NewCustomerSession: 1 problem
 
 import difflib
 import enum
+import functools
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
@@ -446,12 +447,12 @@ class NewCustomerSession(_Validated):
                 f"{quantity} given",
             )
 
-    @property
+    @functools.cached_property
     def cart_total(self) -> Decimal:
         """The sum of price x quantity over the cart (0 for an empty cart)."""
         return sum((item.line_total for item in self.cart_items or ()), Decimal(0))
 
-    @property
+    @functools.cached_property
     def effective_total(self) -> Decimal:
         """What rules see: ``total`` if the client sent it, else ``cart_total``."""
         return self.total if self.total is not None else self.cart_total

@@ -231,6 +231,9 @@ class Campaign:
         self.start = start
         self.end = end
         self.limits = limits
+        self._limits_by_action: dict[LimitAction, tuple[Limit, ...]] = {
+            action: tuple(limit for limit in limits if limit.action is action) for action in LimitAction
+        }
         self.group = group
         self.rules: tuple[Rule, ...] = ()
         self.coupons: dict[str, Coupon] = {}
@@ -255,7 +258,7 @@ class Campaign:
         )
 
     def limits_for(self, action: LimitAction) -> tuple[Limit, ...]:
-        return tuple(limit for limit in self.limits if limit.action is action)
+        return self._limits_by_action.get(action, ())
 
     # -- state --------------------------------------------------------------
 
