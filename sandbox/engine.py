@@ -114,7 +114,11 @@ class Context:
         """A copy for one campaign; the session-derived fields are computed once per run."""
         ctx = object.__new__(Context)
         ctx.session, ctx.total, ctx.items = self.session, self.total, self.items
-        ctx.profile_id, ctx.identifiers, ctx.attributes = self.profile_id, self.identifiers, self.attributes
+        ctx.profile_id, ctx.identifiers, ctx.attributes = (
+            self.profile_id,
+            self.identifiers,
+            self.attributes,
+        )
         ctx.now, ctx.campaign = self.now, campaign
         ctx.coupon_valid = ctx.referral_valid = False
         ctx.coupon = ctx.referral = None
@@ -446,10 +450,26 @@ class _Recorder:
         if name == "attributes":
             return _RecordingMapping(value, self.seen)
         if name == "items":
-            self.seen["items"] = f"{len(value)} item(s)"
+            self.seen["items"] = _Shown(
+                "["
+                + ", ".join(
+                    f"{i.quantity} x {i.sku}" + (f" ({i.category})" if i.category else "")
+                    for i in value
+                )
+                + "]"
+            )
         elif name != "session":
             self.seen[name] = value
         return value
+
+
+class _Shown(str):
+    """A summary that explain() shows as is, without quotes."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str(self)
 
 
 class _RecordingMapping(Mapping[str, Any]):
@@ -479,9 +499,7 @@ def _details(condition: Condition, ctx: Context) -> str:
     recorder = _Recorder(ctx)
     with contextlib.suppress(Exception):  # details are best effort; the condition failed already
         condition.fn(recorder)  # type: ignore[arg-type]
-    seen = ", ".join(
-        f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in recorder.seen.items()
-    )
+    seen = ", ".join(f"{k}={v!r}" for k, v in recorder.seen.items())
     return f"{condition.description}" + (f" (saw {seen})" if seen else "")
 
 
@@ -934,7 +952,9 @@ def evaluate(session: NewCustomerSession, world: World) -> Evaluation:
                 run.effects.append(effect)
                 if effect is not None and effect.effect_type is EffectType.SET_DISCOUNT:
                     run.discount_by_name[effect.props["name"]] = len(run.effects) - 1
-            run.charges.extend(Charge(c.key, c.amount, offset + (c.effect_ref or 0)) for c in charges)
+            run.charges.extend(
+                Charge(c.key, c.amount, offset + (c.effect_ref or 0)) for c in charges
+            )
             rule_traces[rule.index] = RuleTrace(rule.index, rule.title, fired=True)
             if list_group is not None:
                 applied_groups.add(list_group)
