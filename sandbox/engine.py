@@ -499,7 +499,9 @@ def _details(condition: Condition, ctx: Context) -> str:
     recorder = _Recorder(ctx)
     with contextlib.suppress(Exception):  # details are best effort; the condition failed already
         condition.fn(recorder)  # type: ignore[arg-type]
-    seen = ", ".join(f"{k}={v!r}" for k, v in recorder.seen.items())
+    seen = ", ".join(
+        f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in recorder.seen.items()
+    )
     return f"{condition.description}" + (f" (saw {seen})" if seen else "")
 
 
