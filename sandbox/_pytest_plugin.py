@@ -1,0 +1,133 @@
+"""The promo-sandbox pytest plugin (entry point ``promo_sandbox``).
+
+- ``sandbox_factory``: a session-scoped fixture returning a callable that
+  builds a fresh :class:`~sandbox.Sandbox` (keywords passed through), safe in
+  ``@given`` tests.
+- An effect-by-effect diff when ``assert a == b`` fails on two IntegrationStates.
+- Hypothesis profiles "dev" (50 examples) and "fuzz" (2000, no deadline), for
+  ``--hypothesis-profile=...``; registered only if not already registered,
+  and never loaded here.
+
+Only pytest is imported at module level (as Hypothesis' own plugin does), so
+collecting a suite that never touches the sandbox costs nothing. Disable with
+``-p no:promo_sandbox``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+# Before anything imports it, so failed assertions in invariants show their values.
+pytest.register_assert_rewrite("sandbox.invariants")
+
+if TYPE_CHECKING:
+    from sandbox.core import Sandbox
+    from sandbox.state import Effect, IntegrationState
+
+DEFAULT_NOW = "2026-01-01T00:00:00Z"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    # tryfirst: Hypothesis' own pytest_configure loads --hypothesis-profile, which must exist by then.
+    register_profiles()
+
+
+def register_profiles() -> None:
+    """Register "dev" and "fuzz" unless someone (a conftest) already did."""
+    from hypothesis import HealthCheck, settings
+    from hypothesis.errors import InvalidArgument
+
+    wanted: dict[str, dict[str, Any]] = {
+        "dev": {"max_examples": 50},
+        "fuzz": {
+            "max_examples": 2000,
+            "deadline": None,
+            "suppress_health_check": [HealthCheck.too_slow],
+        },
+    }
+    for name, values in wanted.items():
+        try:
+            settings.get_profile(name)
+        except InvalidArgument:
+            settings.register_profile(name, **values)
+
+
+@pytest.fixture(scope="session")
+def sandbox_factory() -> Callable[..., Sandbox]:
+    """A callable building a fresh, empty Sandbox: ``sandbox_factory(now=..., precision=...)``.
+
+    Session-scoped and stateless, so ``@given`` tests may use it: call it
+    inside the test body to get a new sandbox per example. ``now`` defaults
+    to a fixed instant so runs are reproducible.
+    """
+    from sandbox.core import Sandbox
+
+    def build(now: Any = DEFAULT_NOW, **options: Any) -> Sandbox:
+        return Sandbox(now, **options)
+
+    return build
+
+
+def pytest_assertrepr_compare(
+    config: pytest.Config, op: str, left: object, right: object
+) -> list[str] | None:
+    """An effect-by-effect diff for ``==`` between two IntegrationStates."""
+    state_module = sys.modules.get("sandbox.state")
+    if op != "==" or state_module is None:
+        # If sandbox.state was never imported, neither side can be one of ours.
+        return None
+    cls = state_module.IntegrationState
+    if not (isinstance(left, cls) and isinstance(right, cls)):
+        return None
+    return integration_state_diff(left, right)
+
+
+def integration_state_diff(left: IntegrationState, right: IntegrationState) -> list[str]:
+    """Lines naming the effects only on the left, only on the right, and changed."""
+    lines = [f"IntegrationState mismatch (session {left.session_id!r} vs {right.session_id!r}):"]
+    pending_right = list(right.effects)
+    only_left: list[Effect] = []
+    changed: list[tuple[Effect, Effect]] = []
+    for effect in left.effects:
+        if effect in pending_right:
+            pending_right.remove(effect)
+            continue
+        twin = next((r for r in pending_right if _key(r) == _key(effect)), None)
+        if twin is None:
+            only_left.append(effect)
+        else:
+            pending_right.remove(twin)
+            changed.append((effect, twin))
+    lines.extend(f"only left: {e}" for e in only_left)
+    lines.extend(f"only right: {e}" for e in pending_right)
+    for a, b in changed:
+        lines.append(
+            f"changed: {a.effect_type.value} {a.name or a.value!r} [campaign {a.campaign_id}]"
+        )
+        for prop in sorted(set(a.props) | set(b.props)):
+            before, after = a.props.get(prop, "<absent>"), b.props.get(prop, "<absent>")
+            if before != after:
+                lines.append(f"  props.{prop}: {before!r} != {after!r}")
+        for field in ("rule_index", "rule_name", "triggered_by_coupon", "condition_index"):
+            before, after = getattr(a, field), getattr(b, field)
+            if before != after:
+                lines.append(f"  {field}: {before!r} != {after!r}")
+    if left.effects == right.effects:
+        lines.append("effects: equal")
+    if left.session != right.session:
+        lines.append(f"session: {left.session!r} != {right.session!r}")
+    if left.rule_failure_reasons != right.rule_failure_reasons:
+        lines.append("ruleFailureReasons differ:")
+        lines.extend(f"  left: {r.to_wire()}" for r in left.rule_failure_reasons)
+        lines.extend(f"  right: {r.to_wire()}" for r in right.rule_failure_reasons)
+    return lines
+
+
+def _key(effect: Effect) -> tuple[Any, ...]:
+    """What makes two effects "the same effect, with changed props"."""
+    return (effect.effect_type, effect.campaign_id, effect.rule_index, effect.name)

@@ -1,0 +1,370 @@
+"""Named invariants of the sandbox, for tests, state machines and ``fuzz``.
+
+Each check raises :class:`InvariantViolation` (an ``AssertionError`` too, so
+pytest reports it as a failed assertion) naming the invariant, the session and
+the values involved. ``check_state`` and ``check_sandbox`` run the default
+ones; ``INVARIANTS`` maps every name to its function.
+
+>>> from sandbox import Sandbox
+>>> sb = Sandbox(now="2026-12-01T10:00:00Z")
+>>> check_state(sb.update("s1", {"profileId": "p1", "total": 10}))
+>>> check_sandbox(sb)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from sandbox.errors import SandboxError
+from sandbox.models import NewCustomerSession, SessionState
+from sandbox.state import IntegrationState
+from sandbox.talon import EffectType
+
+if TYPE_CHECKING:
+    from sandbox.core import Sandbox
+
+__all__ = [
+    "DEFAULT_SANDBOX_INVARIANTS",
+    "DEFAULT_STATE_INVARIANTS",
+    "INVARIANTS",
+    "InvariantViolation",
+    "cart_order_irrelevant",
+    "check_sandbox",
+    "check_state",
+    "deterministic",
+    "discounts_within_base",
+    "dry_run_changes_nothing",
+    "is_evaluation",
+    "limits_hold",
+    "one_outcome_per_code",
+    "rejected_code_triggers_nothing",
+    "usage_reconciles",
+]
+
+ZERO = Decimal(0)
+_ROLLBACKS = (
+    EffectType.ROLLBACK_COUPON,
+    EffectType.ROLLBACK_REFERRAL,
+    EffectType.ROLLBACK_DISCOUNT,
+)
+_PROBE_ID = "invariant-probe"
+
+
+class InvariantViolation(SandboxError, AssertionError):  # noqa: N818 - reads as "an invariant violation"
+    """An invariant does not hold: ``invariant`` names it, ``values`` shows why."""
+
+    def __init__(
+        self,
+        invariant: str,
+        detail: str,
+        *,
+        session_id: str | None = None,
+        values: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.invariant = invariant
+        self.session_id = session_id
+        self.detail = detail
+        self.values: dict[str, Any] = dict(values or {})
+        where = f" in session {session_id!r}" if session_id is not None else ""
+        shown = "".join(f"\n  {k} = {v!r}" for k, v in self.values.items())
+        super().__init__(f"invariant {invariant!r} violated{where}: {detail}{shown}")
+
+
+def is_evaluation(state: IntegrationState) -> bool:
+    """Whether ``state`` answers an evaluation (not a cancel, reopen or return).
+
+    Rollback answers carry no accept or reject effects, so the per-code
+    invariants do not apply to them.
+    """
+    if state.session.state not in (SessionState.OPEN, SessionState.CLOSED):
+        return False
+    if any(e.effect_type in _ROLLBACKS for e in state.effects):
+        return False
+    # A reopen with nothing to roll back answers no effects and no trace; an
+    # evaluation of a session with a code always answers at least one effect.
+    return bool(state.effects or state.trace or state.rule_failure_reasons) or not (
+        state.session.coupon or state.session.referral
+    )
+
+
+# ---------------------------------------------------------------------------
+# One answer
+
+
+def discounts_within_base(state: IntegrationState) -> None:
+    """Discounts never exceed what they discount, and the total never goes below zero."""
+    name = "discounts_within_base"
+    sid = state.session_id
+    total = state.session.effective_total
+    items = state.session.cart_items or ()
+    given = ZERO
+    for effect in state.effects:
+        if not effect.effect_type.is_discount:
+            continue
+        value = effect.props["value"]
+        given += value
+        if value < 0:
+            raise InvariantViolation(
+                name, "a discount is negative", session_id=sid, values={"effect": str(effect)}
+            )
+        if effect.effect_type is EffectType.SET_DISCOUNT and value > total:
+            raise InvariantViolation(
+                name,
+                "a setDiscount exceeds the session total",
+                session_id=sid,
+                values={"effect": str(effect), "value": value, "total": total},
+            )
+        if effect.effect_type is EffectType.SET_DISCOUNT_PER_ITEM:
+            position = effect.props.get("position")
+            if not isinstance(position, int) or not 0 <= position < len(items):
+                raise InvariantViolation(
+                    name,
+                    "a setDiscountPerItem names no cart item",
+                    session_id=sid,
+                    values={"effect": str(effect), "cart lines": len(items)},
+                )
+            line = items[position].line_total
+            if value > line:
+                raise InvariantViolation(
+                    name,
+                    f"a setDiscountPerItem exceeds the line total of cart item {position}",
+                    session_id=sid,
+                    values={"effect": str(effect), "value": value, "line total": line},
+                )
+    if given > total:
+        raise InvariantViolation(
+            name,
+            "the discounts add up to more than the session total",
+            session_id=sid,
+            values={"total discount": given, "total": total},
+        )
+    if total - given < 0:
+        raise InvariantViolation(
+            name,
+            "the discounted total is negative",
+            session_id=sid,
+            values={"discounted total": total - given},
+        )
+
+
+def one_outcome_per_code(state: IntegrationState) -> None:
+    """Exactly one accept or reject per submitted coupon and referral, none for absent ones."""
+    if not is_evaluation(state):
+        return
+    kinds = (
+        ("coupon", state.session.coupon, EffectType.ACCEPT_COUPON, EffectType.REJECT_COUPON),
+        (
+            "referral",
+            state.session.referral,
+            EffectType.ACCEPT_REFERRAL,
+            EffectType.REJECT_REFERRAL,
+        ),
+    )
+    for kind, code, accept, reject in kinds:
+        outcomes = [e for e in state.effects if e.effect_type in (accept, reject)]
+        expected = 1 if code else 0
+        if len(outcomes) != expected:
+            raise InvariantViolation(
+                "one_outcome_per_code",
+                f"{kind} {code!r} got {len(outcomes)} accept/reject effects, expected {expected}",
+                session_id=state.session_id,
+                values={"outcomes": [str(e) for e in outcomes]},
+            )
+
+
+def rejected_code_triggers_nothing(state: IntegrationState) -> None:
+    """A rejected coupon is not accepted and triggers no effect."""
+    if not state.rejected_coupons:
+        return
+    name = "rejected_code_triggers_nothing"
+    rejected = list(state.rejected_coupons)
+    if state.accepted_coupons:
+        raise InvariantViolation(
+            name,
+            "a coupon is both rejected and accepted",
+            session_id=state.session_id,
+            values={"rejected": rejected, "accepted": state.accepted_coupons},
+        )
+    # A session carries one coupon, so a rejection means nothing may be triggered by a coupon.
+    triggered = [str(e) for e in state.effects if e.triggered_by_coupon is not None]
+    if triggered:
+        raise InvariantViolation(
+            name,
+            f"effects carry triggeredByCoupon although coupon {rejected[0]!r} was rejected",
+            session_id=state.session_id,
+            values={"rejected": state.rejected_coupons, "triggered": triggered},
+        )
+
+
+# ---------------------------------------------------------------------------
+# The whole sandbox
+
+
+def limits_hold(sb: Sandbox) -> None:
+    """No limit counter is above its limit; no code is used more than its usage limit."""
+    name = "limits_hold"
+    for counter in sb.limit_counters():
+        if counter.counter > counter.limit:
+            raise InvariantViolation(
+                name,
+                f"campaign {counter.campaign_name!r}: {counter.action} counter is above its limit",
+                values={
+                    "scope": dict(counter.scope),
+                    "bucket": counter.bucket,
+                    "counter": counter.counter,
+                    "limit": counter.limit,
+                },
+            )
+    for kind, code, used, limit in _code_usage(sb):
+        if limit > 0 and used > limit:
+            raise InvariantViolation(
+                name,
+                f"{kind} {code!r} is used more often than its usage limit",
+                values={"usage_counter": used, "usage_limit": limit},
+            )
+
+
+def usage_reconciles(sb: Sandbox) -> None:
+    """Each code's usage counter equals the stored closed (or partially returned)
+    sessions whose committed effects accepted it."""
+    counted: dict[tuple[str, str], list[str]] = {}
+    accepts = {EffectType.ACCEPT_COUPON: "coupon", EffectType.ACCEPT_REFERRAL: "referral"}
+    for session_id, stored in sb.sessions.items():
+        if stored.state not in (SessionState.CLOSED, SessionState.PARTIALLY_RETURNED):
+            continue
+        for effect in stored.effects:
+            kind = accepts.get(effect.effect_type)
+            if kind is not None:
+                key = (kind, sb.normalize_code(str(effect.value)))
+                counted.setdefault(key, []).append(session_id)
+    for kind, code, used, _ in _code_usage(sb):
+        sessions = counted.pop((kind, code), [])
+        if used != len(sessions):
+            raise InvariantViolation(
+                "usage_reconciles",
+                f"{kind} {code!r}: the usage counter disagrees with the closed sessions that accepted it",
+                values={"usage_counter": used, "accepting sessions": sorted(sessions)},
+            )
+    if counted:
+        (kind, code), sessions = next(iter(counted.items()))
+        raise InvariantViolation(
+            "usage_reconciles",
+            f"closed sessions accepted the unknown {kind} {code!r}",
+            values={"accepting sessions": sorted(sessions)},
+        )
+
+
+def _code_usage(sb: Sandbox) -> list[tuple[str, str, int, int]]:
+    """(kind, code, usage counter, usage limit) of every coupon and referral."""
+    found: list[tuple[str, str, int, int]] = []
+    for campaign in sb.campaigns:
+        for code in campaign.coupons:
+            view = sb.get_coupon(code)
+            found.append(("coupon", code, view.usage_counter, view.usage_limit))
+        for code in campaign.referrals:
+            ref = sb.get_referral(code)
+            found.append(("referral", code, ref.usage_counter, ref.usage_limit))
+    return found
+
+
+# ---------------------------------------------------------------------------
+# Probes: they evaluate, dry, and compare
+
+
+def dry_run_changes_nothing(
+    sb: Sandbox, session_id: str, session: NewCustomerSession | Mapping[str, Any]
+) -> IntegrationState | None:
+    """A dry update leaves the sandbox exactly as it was, even when it raises.
+
+    Returns the dry answer, or ``None`` when the update was refused with a
+    :class:`~sandbox.SandboxError`.
+    """
+    before = sb.snapshot()
+    now = sb.now
+    try:
+        state: IntegrationState | None = sb.update(session_id, session, dry=True)
+    except SandboxError:
+        state = None
+    after = sb.snapshot()
+    if after != before or sb.now != now:
+        raise InvariantViolation(
+            "dry_run_changes_nothing",
+            "a dry update changed the sandbox",
+            session_id=session_id,
+            values={"before": before, "after": after},
+        )
+    return state
+
+
+def deterministic(
+    sb: Sandbox, session: NewCustomerSession | Mapping[str, Any], *, session_id: str = _PROBE_ID
+) -> IntegrationState:
+    """Two dry evaluations of the same session give the same answer."""
+    first = sb.update(session_id, session, dry=True)
+    second = sb.update(session_id, session, dry=True)
+    if first != second or first.explain() != second.explain():
+        raise InvariantViolation(
+            "deterministic",
+            "two dry evaluations of the same session differ",
+            session_id=session_id,
+            values={"first": first.to_wire(), "second": second.to_wire()},
+        )
+    return first
+
+
+def cart_order_irrelevant(
+    sb: Sandbox, session: NewCustomerSession, *, session_id: str = _PROBE_ID
+) -> None:
+    """Reversing the cart does not change the total discount (opt-in: rules may look at order)."""
+    items = session.cart_items or ()
+    if len(items) < 2:
+        return
+    reversed_session = attrs.evolve(session, cart_items=tuple(reversed(items)))
+    forward = sb.update(session_id, session, dry=True).total_discount
+    backward = sb.update(session_id, reversed_session, dry=True).total_discount
+    if forward != backward:
+        raise InvariantViolation(
+            "cart_order_irrelevant",
+            "reversing the cart items changed the total discount",
+            session_id=session_id,
+            values={"forward": forward, "reversed": backward},
+        )
+
+
+# ---------------------------------------------------------------------------
+# Registry and runners
+
+DEFAULT_STATE_INVARIANTS: tuple[Callable[[IntegrationState], None], ...] = (
+    discounts_within_base,
+    one_outcome_per_code,
+    rejected_code_triggers_nothing,
+)
+DEFAULT_SANDBOX_INVARIANTS: tuple[Callable[[Sandbox], None], ...] = (
+    limits_hold,
+    usage_reconciles,
+)
+
+_ALL: tuple[Callable[..., Any], ...] = (
+    *DEFAULT_STATE_INVARIANTS,
+    *DEFAULT_SANDBOX_INVARIANTS,
+    dry_run_changes_nothing,
+    deterministic,
+    cart_order_irrelevant,
+)
+INVARIANTS: Mapping[str, Callable[..., Any]] = {f.__name__: f for f in _ALL}
+
+
+def check_state(state: IntegrationState) -> None:
+    """Run every default invariant of one answer."""
+    for invariant in DEFAULT_STATE_INVARIANTS:
+        invariant(state)
+
+
+def check_sandbox(sb: Sandbox) -> None:
+    """Run every default invariant of the sandbox's counters and store."""
+    for invariant in DEFAULT_SANDBOX_INVARIANTS:
+        invariant(sb)

@@ -1,0 +1,224 @@
+"""A Hypothesis state machine that drives session lifecycles through a Sandbox.
+
+Subclass :class:`SessionLifecycle`, override ``make_sandbox`` (and, if you
+like, ``sessions``), and run its ``TestCase``; every step's answer and the
+whole sandbox are checked against :mod:`sandbox.invariants`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.strategies import SearchStrategy
+
+from sandbox.codec import to_wire
+from sandbox.core import Sandbox
+from sandbox.errors import TransitionError
+from sandbox.invariants import (
+    InvariantViolation,
+    check_sandbox,
+    check_state,
+    deterministic,
+    dry_run_changes_nothing,
+)
+from sandbox.models import NewCustomerSession, SessionState
+from sandbox.state import IntegrationState
+from strategies._sessions import sessions as _sessions
+
+__all__ = ["SessionLifecycle", "inventory_sessions"]
+
+_MAX_SESSIONS = 6
+_OPEN = SessionState.OPEN
+_CLOSED = SessionState.CLOSED
+_RETURNED = SessionState.PARTIALLY_RETURNED
+
+
+def inventory_sessions(sb: Sandbox, **fixed: Any) -> SearchStrategy[NewCustomerSession]:
+    """``strategies.sessions(sb, **fixed)``, or the same with a coupon and a
+    referral drawn from the sandbox's inventory (or absent)."""
+    coupons = sorted(code for c in sb.campaigns for code in c.coupons)
+    referrals = sorted(code for c in sb.campaigns for code in c.referrals)
+    if not (coupons or referrals):
+        return _sessions(sb, **fixed)
+    codes = {
+        "coupon": (st.none() | st.sampled_from(coupons)) if coupons else st.none(),
+        "referral": (st.none() | st.sampled_from(referrals)) if referrals else st.none(),
+    }
+    return st.one_of(_sessions(sb, **fixed), _sessions(sb, **{**codes, **fixed}))
+
+
+class SessionLifecycle(RuleBasedStateMachine):
+    """Open, update, close, cancel, reopen and return sessions; check invariants throughout.
+
+    >>> from hypothesis import settings
+    >>> from sandbox import Sandbox, conditions as c, effects as e
+    >>> class Shop(SessionLifecycle):
+    ...     def make_sandbox(self) -> Sandbox:
+    ...         sb = Sandbox(now="2026-12-01T10:00:00Z")
+    ...         promo = sb.campaign("Promo")
+    ...         promo.coupon("SAVE10", usage_limit=2)
+    ...         promo.rule("10 off", when=[c.coupon_valid], then=[e.set_discount("10 off", 10)])
+    ...         return sb
+    >>> TestShop = Shop.TestCase
+    >>> TestShop.settings = settings(max_examples=5, stateful_step_count=10, deadline=None)
+    """
+
+    sb: Sandbox
+
+    def make_sandbox(self) -> Sandbox:
+        """The sandbox under test, fresh for every run: override this."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must override make_sandbox(self) -> Sandbox "
+            "to build the rules under test"
+        )
+
+    def sessions(self, sb: Sandbox) -> SearchStrategy[NewCustomerSession]:
+        """Open sessions to submit; by default ``strategies.sessions(sb)``, half
+        of them carrying the sandbox's own codes so that codes get used."""
+        return inventory_sessions(sb)
+
+    # -- setup ------------------------------------------------------------------
+
+    @initialize()
+    def setup(self) -> None:
+        sb = self.make_sandbox()
+        if not isinstance(sb, Sandbox):
+            raise TypeError(
+                f"{type(self).__name__}.make_sandbox() must return a sandbox.Sandbox, got {sb!r}"
+            )
+        self.sb = sb
+        self._strategy = self.sessions(sb)
+        self._next = 0
+        # The calls made so far, as replayable wire data (what a report shows).
+        self.steps: list[dict[str, Any]] = []
+
+    def _update(self, session_id: str, session: NewCustomerSession) -> IntegrationState:
+        self.steps.append(
+            {"customerSessionId": session_id, "customerSession": to_wire(session, exact=True)}
+        )
+        return self.sb.update(session_id, session)
+
+    def _ids(self, *states: SessionState) -> list[str]:
+        return sorted(i for i, s in self.sb.sessions.items() if s.state in states)
+
+    def _check(self, state: IntegrationState) -> None:
+        check_state(state)
+
+    # -- moves --------------------------------------------------------------------
+
+    @rule(data=st.data(), close=st.booleans())
+    def submit_new(self, data: st.DataObject, close: bool) -> None:
+        """A new session, open or closed at once."""
+        if len(self.sb.sessions) >= _MAX_SESSIONS:
+            return
+        session = data.draw(self._strategy, label="session")
+        if close:
+            session = attrs.evolve(session, state=_CLOSED)
+        session_id = f"s{self._next}"
+        self._next += 1
+        dry = dry_run_changes_nothing(self.sb, session_id, session)
+        assert dry is not None, "a dry run of a valid new session was refused"
+        deterministic(self.sb, session, session_id=session_id)
+        state = self._update(session_id, session)
+        if state != dry:  # ``dry`` and ``trace`` are left out of equality
+            raise InvariantViolation(
+                "dry_run_matches_update",
+                "a dry run answered differently from the real update",
+                session_id=session_id,
+                values={"dry": dry.to_wire(), "real": state.to_wire()},
+            )
+        self._check(state)
+
+    @precondition(lambda self: bool(self._ids(_OPEN)))
+    @rule(data=st.data())
+    def update_open(self, data: st.DataObject) -> None:
+        session_id = data.draw(st.sampled_from(self._ids(_OPEN)), label="session_id")
+        session = data.draw(self._strategy, label="session")
+        self._check(self._update(session_id, session))
+
+    @precondition(lambda self: bool(self._ids(_OPEN)))
+    @rule(data=st.data())
+    def close(self, data: st.DataObject) -> None:
+        session_id = data.draw(st.sampled_from(self._ids(_OPEN)), label="session_id")
+        submitted = self.sb.get_session(session_id).submitted
+        self._check(self._update(session_id, attrs.evolve(submitted, state=_CLOSED)))
+
+    @precondition(lambda self: bool(self._ids(_OPEN, _CLOSED, _RETURNED)))
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        ids = self._ids(_OPEN, _CLOSED, _RETURNED)
+        session_id = data.draw(st.sampled_from(ids), label="session_id")
+        cancelled = NewCustomerSession(state=SessionState.CANCELLED)
+        self._check(self._update(session_id, cancelled))
+
+    @precondition(lambda self: bool(self._ids(_CLOSED)))
+    @rule(data=st.data())
+    def reopen(self, data: st.DataObject) -> None:
+        session_id = data.draw(st.sampled_from(self._ids(_CLOSED)), label="session_id")
+        self.steps.append({"reopen": session_id})
+        self._check(self.sb.reopen(session_id))
+
+    def _returnable(self) -> list[tuple[str, int]]:
+        found = []
+        for session_id in self._ids(_CLOSED, _RETURNED):
+            stored = self.sb.get_session(session_id)
+            for position, item in enumerate(stored.submitted.cart_items or ()):
+                if item.quantity > stored.returned[position]:
+                    found.append((session_id, position))
+        return found
+
+    @precondition(lambda self: bool(self._returnable()))
+    @rule(data=st.data())
+    def return_one_item(self, data: st.DataObject) -> None:
+        session_id, position = data.draw(st.sampled_from(self._returnable()), label="return")
+        returned = [{"position": position, "quantity": 1}]
+        self.steps.append({"returnItems": session_id, "returnedCartItems": returned})
+        self._check(self.sb.return_items(session_id, returned))
+
+    @rule(hours=st.integers(min_value=1, max_value=72))
+    def advance_hours(self, hours: int) -> None:
+        self.steps.append({"advance": {"hours": hours}})
+        self.sb.advance(hours=hours)
+
+    @rule(days=st.integers(min_value=1, max_value=60))
+    def advance_days(self, days: int) -> None:
+        self.steps.append({"advance": {"days": days}})
+        self.sb.advance(days=days)
+
+    @precondition(lambda self: bool(self._ids(_CLOSED, _RETURNED, SessionState.CANCELLED)))
+    @rule(data=st.data())
+    def illegal_move_changes_nothing(self, data: st.DataObject) -> None:
+        """Re-closing or reopening what cannot be is refused, and nothing changes."""
+        ids = self._ids(_CLOSED, _RETURNED, SessionState.CANCELLED)
+        session_id = data.draw(st.sampled_from(ids), label="session_id")
+        stored = self.sb.get_session(session_id)
+        before = self.sb.snapshot()
+        try:
+            if stored.state is _CLOSED:
+                self.sb.update(session_id, attrs.evolve(stored.submitted, state=_CLOSED))
+            else:
+                self.sb.reopen(session_id)
+        except TransitionError:
+            pass
+        else:
+            raise InvariantViolation(
+                "illegal_moves_refused",
+                f"an illegal move from {stored.state.value!r} was accepted",
+                session_id=session_id,
+            )
+        if self.sb.snapshot() != before:
+            raise InvariantViolation(
+                "illegal_moves_refused",
+                "a refused move changed the sandbox",
+                session_id=session_id,
+            )
+
+    # -- after every step -------------------------------------------------------------
+
+    @invariant()
+    def sandbox_invariants(self) -> None:
+        if hasattr(self, "sb"):
+            check_sandbox(self.sb)

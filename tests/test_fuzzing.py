@@ -1,0 +1,124 @@
+"""sandbox.fuzzing: loading rules files, and finding (or not) property violations."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from sandbox import NewCustomerSession, Sandbox, SandboxError, from_wire
+from sandbox.fuzzing import RulesFileError, fuzz, load_rules
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_planted_bug_is_found_with_a_small_replayable_shrunk_session() -> None:
+    report = fuzz(EXAMPLES / "planted_bug.py", examples=120, seed=1)
+    assert [v.check for v in report.violations] == ["property_at_most_half_off"]
+    (violation,) = report.violations
+    (request,) = violation.replay
+    wire = request["customerSession"]
+    # Shrunk: the VIP coupon and a total of 100, nothing unrelated.
+    assert set(wire) <= {"state", "coupon", "total", "cartItems"}
+    assert len(wire.get("cartItems", [])) <= 1
+    session = from_wire(NewCustomerSession, wire)
+    assert session.coupon == "VIP25"
+    assert session.effective_total == Decimal("100.00")
+    assert "rule 0 '25% off for VIPs': fired" in violation.explain
+
+    rendered = report.render()
+    assert "FAIL property_at_most_half_off" in rendered
+    assert "1 violation" in rendered
+    # The printed JSON line replays through `python -m sandbox eval` to the same failure.
+    line = next(
+        t.strip() for t in rendered.splitlines() if t.strip().startswith('{"customerSessionId"')
+    )
+    replayed = json.loads(line, parse_float=Decimal)
+    factory, properties = load_rules(EXAMPLES / "planted_bug.py")
+    state = factory().update(replayed["customerSessionId"], replayed["customerSession"])
+    assert properties["property_at_most_half_off"](state) is False
+
+
+def test_the_fixed_rules_file_has_no_violation() -> None:
+    report = fuzz(EXAMPLES / "half_off_ok.py", examples=80, seed=1)
+    assert report.violations == []
+    assert report.render().endswith("no violations")
+    assert "property_at_most_half_off" in report.checks
+
+
+def test_load_rules_builds_a_fresh_sandbox_each_time() -> None:
+    factory, properties = load_rules(EXAMPLES / "planted_bug.py")
+    first, second = factory(), factory()
+    assert isinstance(first, Sandbox)
+    assert first is not second
+    assert list(properties) == ["property_at_most_half_off"]
+
+
+def test_a_module_level_sandbox_is_rebuilt_per_run(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.py"
+    rules.write_text(
+        "from sandbox import Sandbox\n"
+        "sandbox = Sandbox(now='2026-12-01T10:00:00Z')\n"
+        "sandbox.campaign('Promo').coupon('SAVE')\n"
+        "def property_true(state):\n    return True\n"
+    )
+    factory, properties = load_rules(rules)
+    first = factory()
+    first.update("s1", {"coupon": "SAVE", "total": 1})
+    assert "s1" not in factory().sessions
+    assert list(properties) == ["property_true"]
+    assert fuzz(rules, examples=10, seed=2).violations == []
+
+
+BAD_FILES = {
+    "syntax error": ("def build(:\n", r"rules\.py:1: syntax error"),
+    "no sandbox": ("x = 1\n", r"defines neither build\(\) nor a module-level 'sandbox'"),
+    "build returns something else": (
+        "def build():\n    return 42\n",
+        r"build\(\) returned int 42, not a sandbox\.Sandbox",
+    ),
+    "build raises": (
+        "def build():\n    raise KeyError('oops')\n",
+        r"build\(\) raised KeyError",
+    ),
+    "file raises": (
+        "import not_a_module_anywhere\n",
+        r"running the file raised ModuleNotFoundError",
+    ),
+    "property not callable": (
+        "from sandbox import Sandbox\ndef build():\n    return Sandbox(now='2026-12-01T10:00:00Z')\n"
+        "property_x = 3\n",
+        r"property_x must be a function",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_FILES))
+def test_bad_rules_files_raise_clear_errors(tmp_path: Path, name: str) -> None:
+    source, message = BAD_FILES[name]
+    rules = tmp_path / "rules.py"
+    rules.write_text(source)
+    with pytest.raises(RulesFileError, match=message) as caught:
+        load_rules(rules)
+    assert isinstance(caught.value, SandboxError)
+
+
+def test_missing_file_and_bad_examples(tmp_path: Path) -> None:
+    with pytest.raises(RulesFileError, match="not found"):
+        load_rules(tmp_path / "nope.py")
+    with pytest.raises(RulesFileError, match="examples"):
+        fuzz(EXAMPLES / "half_off_ok.py", examples=0)
+
+
+def test_a_raising_property_is_a_violation(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.py"
+    rules.write_text(
+        "from sandbox import Sandbox\n"
+        "def build():\n    return Sandbox(now='2026-12-01T10:00:00Z')\n"
+        "def property_boom(state):\n    raise ValueError('boom')\n"
+    )
+    report = fuzz(rules, examples=5, seed=3)
+    assert [v.check for v in report.violations] == ["property_boom"]
+    assert "raised ValueError: boom" in report.violations[0].message

@@ -1,0 +1,71 @@
+"""The session lifecycle state machine, run against a small inventory.
+
+Under the default (or "dev", or "ci") profile it takes a few seconds; under
+``--hypothesis-profile=fuzz`` it runs as many examples as the profile asks.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hypothesis import settings
+
+from sandbox import Limit, Sandbox
+from sandbox import conditions as c
+from sandbox import effects as e
+from strategies import SessionLifecycle
+
+
+def small_shop() -> Sandbox:
+    sb = Sandbox(now="2026-12-01T10:00:00Z")
+    xmas = sb.campaign(
+        "Xmas",
+        limits=[Limit("redeemCoupon", 1, entities=["Profile"])],
+        end="2026-12-24T23:59:59Z",
+    )
+    xmas.coupon("XMAS-2021", usage_limit=3, expiry_date="2026-12-20T00:00:00Z")
+    xmas.coupon("XMAS-VIP")
+    xmas.rule(
+        "10% off carts over 50",
+        when=[c.coupon_valid, lambda ctx: ctx.total >= 50],
+        then=[e.set_discount("10% off", percent=10)],
+    )
+    friends = sb.campaign("Friends", limits=[Limit("setDiscount", 30)])
+    friends.referral("REF-2740", advocate="p1", usage_limit=2)
+    friends.rule(
+        "5 off for friends",
+        when=[c.referral_valid],
+        then=[e.set_discount("friend", 5)],
+    )
+    friends.rule(
+        "3 off each item",
+        when=[lambda ctx: len(ctx.items) > 0],
+        then=[e.set_discount_per_item("item", amount=Decimal(3))],
+    )
+    return sb
+
+
+class ShopLifecycle(SessionLifecycle):
+    def make_sandbox(self) -> Sandbox:
+        return small_shop()
+
+
+# A deeper profile (fuzz has max_examples=2000) runs longer; anything at or under
+# the default 100 runs the quick 20 so the suite stays fast.
+_PROFILE_EXAMPLES = settings.default.max_examples
+_DEEP = _PROFILE_EXAMPLES > 100
+
+TestShopLifecycle = ShopLifecycle.TestCase
+TestShopLifecycle.settings = settings(
+    max_examples=_PROFILE_EXAMPLES if _DEEP else 20,
+    stateful_step_count=50 if _DEEP else 20,
+    deadline=None,
+)
+
+
+def test_make_sandbox_must_be_overridden() -> None:
+    import pytest
+
+    machine = SessionLifecycle()
+    with pytest.raises(NotImplementedError, match="must override make_sandbox"):
+        machine.setup()
