@@ -30,7 +30,16 @@ from sandbox.errors import (
 )
 from sandbox.ledger import Charge, CounterKey, Ledger, ProfileStats, usage_key
 from sandbox.models import NewCustomerSession, ReturnedCartItem, SessionState, check_total
-from sandbox.rules import Campaign, Coupon, Group, Limit, Referral, check_code_shape, parse_time
+from sandbox.rules import (
+    Campaign,
+    Coupon,
+    Group,
+    Limit,
+    Referral,
+    check_code_shape,
+    enum_value,
+    parse_time,
+)
 from sandbox.state import Effect, IntegrationState
 from sandbox.talon import CampaignState, EffectType, GroupMode, LimitAction
 
@@ -252,13 +261,7 @@ class Sandbox:
         """An evaluation group: stackable, listOrder, highestDiscount or lowestDiscount."""
         if not isinstance(name, str) or not name.strip():
             raise DefinitionError(f"group(name) must be a non-empty string, got {name!r}")
-        try:
-            group_mode = GroupMode(mode)
-        except ValueError:
-            allowed = ", ".join(repr(m.value) for m in GroupMode)
-            raise DefinitionError(
-                f"group {name!r}: mode must be one of {allowed}, got {mode!r}"
-            ) from None
+        group_mode: GroupMode = enum_value(GroupMode, mode, f"group {name!r}: mode")
         with self._lock:
             if any(g.name == name for g in self._groups):
                 raise DefinitionError(f"group {name!r} already exists")
@@ -280,13 +283,7 @@ class Sandbox:
         if not isinstance(name, str) or not name.strip():
             raise DefinitionError(f"campaign(name) must be a non-empty string, got {name!r}")
         where = f"campaign {name!r}"
-        try:
-            campaign_state = CampaignState(state)
-        except ValueError:
-            allowed = ", ".join(repr(s.value) for s in CampaignState)
-            raise DefinitionError(
-                f"{where}: state must be one of {allowed}, got {state!r}"
-            ) from None
+        campaign_state: CampaignState = enum_value(CampaignState, state, f"{where}: state")
         start_time = None if start is None else parse_time(start, f"{where}: start")
         end_time = None if end is None else parse_time(end, f"{where}: end")
         if start_time and end_time and end_time < start_time:

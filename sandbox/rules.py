@@ -57,7 +57,8 @@ def _optional_time(value: Any, what: str) -> datetime | None:
     return None if value is None else parse_time(value, what)
 
 
-def _enum(enum_type: Any, value: Any, what: str) -> Any:
+def enum_value(enum_type: Any, value: Any, what: str) -> Any:
+    """``enum_type(value)``, or a DefinitionError listing the valid values and the closest."""
     try:
         return enum_type(value)
     except ValueError:
@@ -93,19 +94,19 @@ def _limit_entities(value: Iterable[Any]) -> tuple[LimitEntity, ...]:
         raise DefinitionError(
             f"Limit(entities=...) must be a list such as ['Profile'], got the string {value!r}"
         )
-    entities = tuple(_enum(LimitEntity, v, "Limit(entities=...)") for v in value)
+    entities = tuple(enum_value(LimitEntity, v, "Limit(entities=...)") for v in value)
     if len(set(entities)) != len(entities):
         raise DefinitionError(f"Limit(entities=...) names an entity twice: {list(value)!r}")
     return entities
 
 
 def _limit_action(value: Any) -> LimitAction:
-    action: LimitAction = _enum(LimitAction, value, "Limit(action)")
+    action: LimitAction = enum_value(LimitAction, value, "Limit(action)")
     return action
 
 
 def _period(value: Any) -> Period | None:
-    period: Period | None = None if value is None else _enum(Period, value, "Limit(period)")
+    period: Period | None = None if value is None else enum_value(Period, value, "Limit(period)")
     return period
 
 
@@ -232,7 +233,8 @@ class Campaign:
         self.end = end
         self.limits = limits
         self._limits_by_action: dict[LimitAction, tuple[Limit, ...]] = {
-            action: tuple(limit for limit in limits if limit.action is action) for action in LimitAction
+            action: tuple(limit for limit in limits if limit.action is action)
+            for action in LimitAction
         }
         self.group = group
         self.rules: tuple[Rule, ...] = ()

@@ -1,7 +1,7 @@
 """Hypothesis strategies for promo-sandbox sessions.
 
 Importing this package registers ``st.from_type`` for ``NewCustomerSession``
-and ``CartItem``.
+and ``CartItem`` (no Hypothesis entry point: see STYLE.md).
 
 >>> from hypothesis import given
 >>> from strategies import sessions
@@ -10,6 +10,29 @@ and ``CartItem``.
 ...     assert s.coupon == "XMAS-2021"
 """
 
+from strategies._flaws import (
+    FLAWS,
+    Flawed,
+    invalid_sessions,
+    reachable_flaws,
+    unreachable_flaws,
+    valid_sessions,
+)
+from strategies._payloads import VIOLATION_KINDS, InvalidPayload, payloads
 from strategies._sessions import cart_items, sessions
 
-__all__ = ["cart_items", "sessions"]
+__all__ = [
+    "FLAWS",
+    "VIOLATION_KINDS",
+    "Flawed",
+    "InvalidPayload",
+    "SessionLifecycle",
+    "cart_items",
+    "invalid_sessions",
+    "payloads",
+    "reachable_flaws",
+    "sessions",
+    "unreachable_flaws",
+    "valid_sessions",
+]
+from strategies._lifecycle import SessionLifecycle

@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from hypothesis.strategies import SearchStrategy
 
+from sandbox.core import Sandbox
 from sandbox.errors import ValidationError
 from sandbox.models import CartItem, NewCustomerSession, SessionState
+from strategies._inventory import Inventory, check_sandbox, inventory
 
 __all__ = ["cart_items", "sessions"]
 
@@ -53,17 +55,20 @@ _ATTRIBUTE_VALUES: SearchStrategy[Any] = st.one_of(
     st.booleans(),
 )
 
+_ATTRIBUTE_DICTS: SearchStrategy[dict[str, Any]] = st.dictionaries(
+    st.text(string.ascii_lowercase, min_size=1, max_size=8), _ATTRIBUTE_VALUES, max_size=3
+)
+
+_PROFILE_IDS: SearchStrategy[str] = st.integers(min_value=1, max_value=99).map("p{}".format)
+
 _SESSION_FIELDS: dict[str, SearchStrategy[Any]] = {
-    "profile_id": st.none() | st.integers(min_value=1, max_value=99).map("p{}".format),
+    "profile_id": st.none() | _PROFILE_IDS,
     "coupon": st.none() | st.text(_CODE_ALPHABET, min_size=4, max_size=12),
     "referral": st.none() | st.text(_CODE_ALPHABET, min_size=4, max_size=12),
     "state": st.just(SessionState.OPEN),
     "identifiers": st.none()
     | st.lists(st.ip_addresses().map(str), min_size=1, max_size=_MAX_IDENTIFIERS).map(tuple),
-    "attributes": st.none()
-    | st.dictionaries(
-        st.text(string.ascii_lowercase, min_size=1, max_size=8), _ATTRIBUTE_VALUES, max_size=3
-    ),
+    "attributes": st.none() | _ATTRIBUTE_DICTS,
 }
 
 
@@ -153,6 +158,7 @@ def _draw_cart_item(draw: st.DrawFn, /, **fixed: Any) -> CartItem:
 _CARTS: SearchStrategy[tuple[CartItem, ...] | None] = st.none() | st.lists(
     cart_items(), max_size=_MAX_CART_LINES
 ).map(tuple)
+_FREE_TOTALS: SearchStrategy[Decimal | None] = st.none() | _money(max_cents=1000_00)
 
 
 def _carts_summing_to(total: Any) -> SearchStrategy[tuple[CartItem, ...] | None]:
@@ -161,18 +167,96 @@ def _carts_summing_to(total: Any) -> SearchStrategy[tuple[CartItem, ...] | None]
     return st.one_of(st.none(), st.just(()), one_line)
 
 
-def _totals_for(cart: tuple[CartItem, ...] | None) -> SearchStrategy[Decimal | None]:
+def _totals_for(
+    cart: tuple[CartItem, ...] | None, free: SearchStrategy[Decimal | None]
+) -> SearchStrategy[Decimal | None]:
     """No total, or the cart's exact sum (strict_total holds); any amount for no cart."""
     if cart:
         return st.none() | st.just(sum((item.line_total for item in cart), Decimal("0.00")))
-    return st.none() | _money(max_cents=1000_00)
+    return free
+
+
+# ---------------------------------------------------------------------------
+# Rule-aware fields: the sandbox's codes, people and the constants its rules test
+
+
+@attrs.frozen
+class _Fields:
+    session: Mapping[str, SearchStrategy[Any]]
+    carts: SearchStrategy[tuple[CartItem, ...] | None]
+    free_totals: SearchStrategy[Decimal | None]
+
+
+_PLAIN = _Fields(_SESSION_FIELDS, _CARTS, _FREE_TOTALS)
+
+
+def _mixed(
+    default: SearchStrategy[Any], hinted: Sequence[Any], *, none: bool = False
+) -> SearchStrategy[Any]:
+    """None (if optional), the default, or a value a rule mentions: in that shrink order."""
+    branches = [st.none()] if none else []
+    branches.append(default)
+    if hinted:
+        branches.append(st.sampled_from(tuple(hinted)))
+    return st.one_of(branches)
+
+
+def _known_codes(inv: Inventory, kind: str) -> SearchStrategy[str] | None:
+    codes = [entry.code for entry in inv.of_kind(kind)]
+    if not codes:
+        return None
+    return st.sampled_from(codes).flatmap(lambda code: st.sampled_from(inv.variants(code)))
+
+
+def _rule_aware(inv: Inventory) -> _Fields:
+    cached: _Fields | None = inv.memo.get("fields")
+    if cached is not None:
+        return cached
+    strings = list(inv.strings)
+    item = cart_items(
+        sku=_mixed(_ITEM_FIELDS["sku"], [*inv.skus, *strings]),
+        price=_mixed(_ITEM_FIELDS["price"], inv.amounts),
+        category=_mixed(_ITEM_FIELDS["category"], [*inv.categories, *strings]),
+    )
+    fields = dict(_SESSION_FIELDS)
+    fields["profile_id"] = st.one_of(st.none(), st.sampled_from(inv.profiles), _PROFILE_IDS)
+    for kind in ("coupon", "referral"):
+        known = _known_codes(inv, kind)
+        if known is not None:
+            fields[kind] = fields[kind] | known
+    if inv.identifiers:
+        address = st.ip_addresses().map(str) | st.sampled_from(inv.identifiers)
+        fields["identifiers"] = st.none() | st.lists(
+            address, min_size=1, max_size=_MAX_IDENTIFIERS
+        ).map(tuple)
+    pairs: list[SearchStrategy[tuple[str, Any]]] = []
+    if inv.attribute_pairs:
+        pairs.append(st.sampled_from(inv.attribute_pairs))
+    if strings:
+        values = st.sampled_from([*strings, *inv.amounts, True, False])
+        pairs.append(st.tuples(st.sampled_from(strings), values))
+    if pairs:
+        fields["attributes"] = st.none() | st.builds(
+            _merge, _ATTRIBUTE_DICTS, st.lists(st.one_of(pairs), max_size=3)
+        )
+    found = _Fields(
+        session=fields,
+        carts=st.none() | st.lists(item, max_size=_MAX_CART_LINES).map(tuple),
+        free_totals=_mixed(_money(max_cents=1000_00), inv.amounts, none=True),
+    )
+    inv.memo["fields"] = found
+    return found
+
+
+def _merge(random: dict[str, Any], hinted: list[tuple[str, Any]]) -> dict[str, Any]:
+    return {**random, **dict(hinted)}
 
 
 # ---------------------------------------------------------------------------
 # Sessions
 
 
-def sessions(sb: object = None, **fixed: Any) -> SearchStrategy[NewCustomerSession]:
+def sessions(sb: Sandbox | None = None, **fixed: Any) -> SearchStrategy[NewCustomerSession]:
     """A strategy for schema-valid, open :class:`~sandbox.NewCustomerSession` models.
 
     Sessions shrink to small, readable ones: every optional field may be
@@ -184,34 +268,52 @@ def sessions(sb: object = None, **fixed: Any) -> SearchStrategy[NewCustomerSessi
     ``strict_total=True`` accepts every drawn session; with no cart (or an
     empty one) it is any two-place amount.
 
+    With a sandbox ``sb`` the sessions are rule-aware, read from ``sb`` when
+    drawn: codes also come from its coupons and referrals (sometimes in
+    another letter case), profiles from a small pool with the coupons'
+    recipients and the referrals' advocates and friends, and attribute keys
+    and values, SKUs, categories, identifiers and amounts from the constants
+    its rules' conditions compare against (a threshold and a cent either side
+    of it), mixed with random ones.
+
     Keyword arguments pin fields by their Python names: a strategy is drawn
     from, any other value is used as is, and unknown names raise ``TypeError``.
     Pinning ``total`` alone draws carts that agree with it (none, empty, or one
     line priced at the total); pinning both ``total`` and ``cart_items`` is
     taken as asked, even if they disagree.
 
-    ``sb`` (a Sandbox) is accepted and ignored for now: drawing codes from its
-    inventory comes with the sandbox.
-
     >>> s = sessions(profile_id="p1", coupon="XMAS-2021").example()
     >>> (s.profile_id, s.coupon, s.state.value)
     ('p1', 'XMAS-2021', 'open')
     """
+    check_sandbox("sessions", sb, optional=True)
     _check_fixed("sessions", NewCustomerSession, NewCustomerSession(), fixed)
     return _draw_session(sb, **fixed)
 
 
 @st.composite
 @_shown_as("sessions")
-def _draw_session(draw: st.DrawFn, /, sb: object = None, **fixed: Any) -> NewCustomerSession:
-    values = {name: _pick(draw, fixed, name, default) for name, default in _SESSION_FIELDS.items()}
+def _draw_session(
+    draw: st.DrawFn, /, sb: Sandbox | None = None, **fixed: Any
+) -> NewCustomerSession:
+    return draw_session(draw, sb, fixed)
+
+
+def draw_session(
+    draw: st.DrawFn, sb: Sandbox | None, fixed: Mapping[str, Any]
+) -> NewCustomerSession:
+    """Draw one session inside another composite (no strategy built, nothing re-checked)."""
+    fields = _PLAIN if sb is None else _rule_aware(inventory(sb))
+    values = {name: _pick(draw, fixed, name, default) for name, default in fields.session.items()}
     if "total" in fixed and "cart_items" not in fixed:
         values["total"] = _pick(draw, fixed, "total", st.none())
-        carts = _CARTS if values["total"] is None else _carts_summing_to(values["total"])
+        carts = fields.carts if values["total"] is None else _carts_summing_to(values["total"])
         values["cart_items"] = draw(carts)
     else:
-        values["cart_items"] = _pick(draw, fixed, "cart_items", _CARTS)
-        values["total"] = _pick(draw, fixed, "total", _totals_for(values["cart_items"]))
+        values["cart_items"] = _pick(draw, fixed, "cart_items", fields.carts)
+        values["total"] = _pick(
+            draw, fixed, "total", _totals_for(values["cart_items"], fields.free_totals)
+        )
     return NewCustomerSession(**values)
 
 

@@ -1,28 +1,15 @@
-"""Hypothesis profiles for the suite.
+"""Shared test set-up: the Hypothesis profiles and pytester.
 
 "dev" is quick, for a tight edit-test loop (``--hypothesis-profile=dev``);
-"fuzz" digs deeper before a release (``--hypothesis-profile=fuzz``). Nothing is
-loaded here: locally the default profile applies, and Hypothesis loads its
-built-in derandomized "ci" profile itself when the CI variable is set.
+"fuzz" digs deeper before a release (``--hypothesis-profile=fuzz``). Both are
+registered in one place, the promo_sandbox pytest plugin; calling it here too
+keeps them available under ``-p no:promo_sandbox``. Nothing is loaded: locally
+the default profile applies, and Hypothesis loads its built-in derandomized
+"ci" profile itself when the CI variable is set.
 """
 
-from hypothesis import HealthCheck, settings
-from hypothesis.errors import InvalidArgument
+from sandbox._pytest_plugin import register_profiles
 
 pytest_plugins = ["pytester"]
 
-# The promo_sandbox pytest plugin registers the same two profiles; whichever
-# runs first wins, so both register only what is missing, with equal values.
-_PROFILES = {
-    "dev": {"max_examples": 50},
-    "fuzz": {
-        "max_examples": 2000,
-        "deadline": None,
-        "suppress_health_check": [HealthCheck.too_slow],
-    },
-}
-for _name, _values in _PROFILES.items():
-    try:
-        settings.get_profile(_name)
-    except InvalidArgument:
-        settings.register_profile(_name, **_values)
+register_profiles()
