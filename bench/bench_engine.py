@@ -25,11 +25,17 @@ def build() -> Sandbox:
     sb = Sandbox(now="2026-12-01T10:00:00Z")
     xmas = sb.campaign("Xmas")
     xmas.coupon("XMAS-2021", usage_limit=100, expiry_date="2026-12-24T23:59:59Z")
-    xmas.rule("10% off carts over 50", when=[c.coupon_valid, c.total_at_least(50)],
-              then=[e.set_discount("10% off", percent=10)])
+    xmas.rule(
+        "10% off carts over 50",
+        when=[c.coupon_valid, c.total_at_least(50)],
+        then=[e.set_discount("10% off", percent=10)],
+    )
     shoes = sb.campaign("Shoes")
-    shoes.rule("20% off shoes", when=[c.has_item(category="shoes")],
-               then=[e.set_discount_per_item("Shoes", percent=20, where=lambda i: i.category == "shoes")])
+    shoes.rule(
+        "20% off shoes",
+        when=[c.has_item(category="shoes")],
+        then=[e.set_discount_per_item("Shoes", percent=20, where=lambda i: i.category == "shoes")],
+    )
     return sb
 
 
@@ -37,7 +43,12 @@ PAYLOAD = {
     "profileId": "p1",
     "coupon": "XMAS-2021",
     "cartItems": [
-        {"sku": f"SKU-{i}", "quantity": 1 + i % 3, "price": 10 + i, "category": "shoes" if i % 2 else "hats"}
+        {
+            "sku": f"SKU-{i}",
+            "quantity": 1 + i % 3,
+            "price": 10 + i,
+            "category": "shoes" if i % 2 else "hats",
+        }
         for i in range(5)
     ],
 }
@@ -61,7 +72,13 @@ def hand_written(session: NewCustomerSession) -> list[dict[str, Any]]:
                 line = (item.price or Decimal(0)) * item.quantity
                 value = min((line * 20 / 100).quantize(q, ROUND_HALF_EVEN), left, line)
                 left -= value
-                effects.append({"effectType": "setDiscountPerItem", "name": f"Shoes#{position}", "value": value})
+                effects.append(
+                    {
+                        "effectType": "setDiscountPerItem",
+                        "name": f"Shoes#{position}",
+                        "value": value,
+                    }
+                )
     return effects
 
 
@@ -78,7 +95,10 @@ def median_us(fn: Callable[[], Any]) -> float:
 def main() -> None:
     sb = build()
     session = from_wire(NewCustomerSession, PAYLOAD)
-    engine_eff = {(x.effect_type.value, x.props.get("name"), x.props["value"]) for x in sb.evaluate(session).effects}
+    engine_eff = {
+        (x.effect_type.value, x.props.get("name"), x.props["value"])
+        for x in sb.evaluate(session).effects
+    }
     hand_eff = {(x["effectType"], x.get("name"), x["value"]) for x in hand_written(session)}
     assert engine_eff == hand_eff, (engine_eff, hand_eff)  # same work, or the ratio means nothing
 

@@ -23,7 +23,9 @@ def build() -> Sandbox:
         then=[e.set_discount("10% off", percent=10)],
     )
 
-    friends = sb.campaign("Refer a friend", limits=[Limit("redeemReferral", 1, entities=["Profile"])])
+    friends = sb.campaign(
+        "Refer a friend", limits=[Limit("redeemReferral", 1, entities=["Profile"])]
+    )
     friends.referral("REF-2740", advocate="adv-1")
     # `python -m sandbox fuzz` found that 5 off a 0.01 cart is more than half off:
     # the threshold keeps the welcome discount under the file's own property.
@@ -37,7 +39,11 @@ def build() -> Sandbox:
     shoes.rule(
         "20% off shoes",
         when=[c.has_item(category="shoes")],
-        then=[e.set_discount_per_item("Shoes 20%", percent=20, where=lambda item: item.category == "shoes")],
+        then=[
+            e.set_discount_per_item(
+                "Shoes 20%", percent=20, where=lambda item: item.category == "shoes"
+            )
+        ],
     )
     return sb
 

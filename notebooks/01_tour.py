@@ -24,7 +24,11 @@ shoes = sb.campaign("Shoe week")
 shoes.rule(
     "20% off shoes",
     when=[c.has_item(category="shoes")],
-    then=[e.set_discount_per_item("Shoes 20%", percent=20, where=lambda item: item.category == "shoes")],
+    then=[
+        e.set_discount_per_item(
+            "Shoes 20%", percent=20, where=lambda item: item.category == "shoes"
+        )
+    ],
 )
 sb
 
@@ -51,8 +55,14 @@ print(state.explain())
 # rejected with Talon.One's reason, and the failing condition shows the value it saw.
 
 # %%
-small = sb.update("s2", {"profileId": "p2", "coupon": "xmas-2021", "cartItems": [
-    {"sku": "HAT-1", "quantity": 1, "price": 7.5, "category": "hats"}]})
+small = sb.update(
+    "s2",
+    {
+        "profileId": "p2",
+        "coupon": "xmas-2021",
+        "cartItems": [{"sku": "HAT-1", "quantity": 1, "price": 7.5, "category": "hats"}],
+    },
+)
 print(small.explain())
 small.to_wire()["effects"]
 
@@ -61,13 +71,18 @@ small.to_wire()["effects"]
 # Counters move only when a session closes, and move back on cancel.
 
 # %%
-sb.update("s1", NewCustomerSession(profile_id="p1", coupon="XMAS-2021", cart_items=cart, state="closed"))
+sb.update(
+    "s1", NewCustomerSession(profile_id="p1", coupon="XMAS-2021", cart_items=cart, state="closed")
+)
 print("usage counter after close:", sb.get_coupon("XMAS-2021").usage_counter)
 again = sb.update("s3", {"profileId": "p1", "coupon": "XMAS-2021", "total": 80})
 print("p1 again:", again.rejected_coupons)
 sb.update("s1", {"state": "cancelled"})
 print("usage counter after cancel:", sb.get_coupon("XMAS-2021").usage_counter)
-print("p1 again:", sb.update("s3", {"profileId": "p1", "coupon": "XMAS-2021", "total": 80}).accepted_coupons)
+print(
+    "p1 again:",
+    sb.update("s3", {"profileId": "p1", "coupon": "XMAS-2021", "total": 80}).accepted_coupons,
+)
 
 # %% [markdown]
 # ## Bad input is reported field by field
@@ -76,7 +91,9 @@ print("p1 again:", sb.update("s3", {"profileId": "p1", "coupon": "XMAS-2021", "t
 from sandbox import ValidationError
 
 try:
-    sb.update("s4", {"profileId": "p1", "cupon": "XMAS-2021", "cartItems": [{"sku": "A", "quantity": 0}]})
+    sb.update(
+        "s4", {"profileId": "p1", "cupon": "XMAS-2021", "cartItems": [{"sku": "A", "quantity": 0}]}
+    )
 except ValidationError as error:
     print(error)
 
@@ -93,11 +110,17 @@ rng = random.Random(7)
 paid, discount = [], []
 for i in range(300):
     items = [
-        {"sku": f"SKU-{j}", "quantity": rng.randint(1, 3), "price": rng.randint(5, 60),
-         "category": rng.choice(["shoes", "hats", "coats"])}
+        {
+            "sku": f"SKU-{j}",
+            "quantity": rng.randint(1, 3),
+            "price": rng.randint(5, 60),
+            "category": rng.choice(["shoes", "hats", "coats"]),
+        }
         for j in range(rng.randint(1, 4))
     ]
-    answer = sb.update(f"sim-{i}", {"profileId": f"q{i}", "coupon": "XMAS-2021", "cartItems": items}, dry=True)
+    answer = sb.update(
+        f"sim-{i}", {"profileId": f"q{i}", "coupon": "XMAS-2021", "cartItems": items}, dry=True
+    )
     paid.append(float(answer.session.effective_total))
     discount.append(float(answer.total_discount))
 
