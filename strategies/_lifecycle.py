@@ -68,6 +68,28 @@ class SessionLifecycle(RuleBasedStateMachine):
 
     sb: Sandbox
 
+    @classmethod
+    def for_rules(cls, build: Any, *, name: str | None = None) -> type[SessionLifecycle]:
+        """A machine over ``build()``'s sandbox, for the three-line test::
+
+        from strategies import SessionLifecycle
+        from my_rules import build
+        TestMyRules = SessionLifecycle.for_rules(build).TestCase
+        """
+        if not callable(build):
+            raise TypeError(f"for_rules(build) needs a callable returning a Sandbox, got {build!r}")
+
+        def make_sandbox(self: SessionLifecycle) -> Sandbox:
+            sb = build()
+            if not isinstance(sb, Sandbox):
+                raise TypeError(f"{build!r} must return a sandbox.Sandbox, got {sb!r}")
+            return sb
+
+        title = (
+            name or f"{getattr(build, '__module__', 'rules')}.{getattr(build, '__name__', 'build')}"
+        )
+        return type(f"Lifecycle[{title}]", (cls,), {"make_sandbox": make_sandbox})
+
     def make_sandbox(self) -> Sandbox:
         """The sandbox under test, fresh for every run: override this."""
         raise NotImplementedError(

@@ -69,3 +69,21 @@ def test_make_sandbox_must_be_overridden() -> None:
     machine = SessionLifecycle()
     with pytest.raises(NotImplementedError, match="must override make_sandbox"):
         machine.setup()
+
+
+def test_the_three_line_user_test_runs_the_machine_on_a_build_function() -> None:
+    machine = SessionLifecycle.for_rules(small_shop)
+    assert issubclass(machine, SessionLifecycle)
+    case = machine.TestCase
+    case.settings = settings(max_examples=3, stateful_step_count=8, deadline=None, database=None)
+    case("runTest").runTest()
+
+
+def test_for_rules_refuses_a_build_that_returns_no_sandbox() -> None:
+    import pytest
+
+    machine = SessionLifecycle.for_rules(lambda: "not a sandbox")
+    case = machine.TestCase
+    case.settings = settings(max_examples=1, stateful_step_count=2, deadline=None, database=None)
+    with pytest.raises(TypeError, match=r"must return a sandbox\.Sandbox"):
+        case("runTest").runTest()
