@@ -361,7 +361,7 @@ def _lifecycle_search(
     config = settings(config, derandomize=seed is not None)
     failure: BaseException | None = None
     try:
-        run_state_machine_as_test(RulesLifecycle, settings=config)  # type: ignore[no-untyped-call]
+        run_state_machine_as_test(RulesLifecycle, settings=config)  # type: ignore[no-untyped-call, unused-ignore]  # typed in newer Hypothesis
     except (AssertionError, SandboxError) as exc:
         failure = exc
     if failure is None or not machines:
