@@ -206,6 +206,11 @@ class _CheckFailedError(Exception):
     """Raised inside a search; Hypothesis shrinks what raises it."""
 
 
+class _RuleRaisedError(Exception):
+    """A user rule raised. Only the ``rules_do_not_raise`` check reports it, so one
+    broken rule gives one violation, not one per invariant."""
+
+
 _SessionCheck = Callable[[Callable[[], Sandbox], NewCustomerSession], IntegrationState]
 
 
@@ -216,7 +221,7 @@ def _evaluate(
     try:
         return sb, sb.update(SESSION_ID, session)
     except RuleError as exc:
-        raise _CheckFailedError(f"a rule raised: {exc}") from exc
+        raise _RuleRaisedError(f"a rule raised: {exc}") from exc
 
 
 def _invariant_check(*invariants: Callable[[IntegrationState], None]) -> _SessionCheck:
@@ -240,7 +245,7 @@ def _probe_check(factory: Callable[[], Sandbox], session: NewCustomerSession) ->
     except InvariantViolation as exc:
         raise _CheckFailedError(str(exc)) from exc
     except RuleError as exc:
-        raise _CheckFailedError(f"a rule raised: {exc}") from exc
+        raise _RuleRaisedError(f"a rule raised: {exc}") from exc
     return state
 
 
@@ -273,7 +278,15 @@ def _property_check(name: str, prop: Property) -> _SessionCheck:
     return check
 
 
+def _rules_check(factory: Callable[[], Sandbox], session: NewCustomerSession) -> IntegrationState:
+    try:
+        return _evaluate(factory, session)[1]
+    except _RuleRaisedError as exc:
+        raise _CheckFailedError(str(exc)) from exc
+
+
 BUILTIN_CHECKS: Mapping[str, _SessionCheck] = {
+    "rules_do_not_raise": _rules_check,
     "discounts_within_base": _invariant_check(discounts_within_base),
     "one_outcome_per_code": _invariant_check(one_outcome_per_code),
     "rejected_code_triggers_nothing": _invariant_check(rejected_code_triggers_nothing),
@@ -318,6 +331,8 @@ def _search(
     def run(session: NewCustomerSession) -> None:
         try:
             check(factory, session)
+        except _RuleRaisedError:
+            return  # reported once, by rules_do_not_raise
         except _CheckFailedError as exc:
             # The last failing call is Hypothesis' final replay of the shrunk example.
             last.append((session, str(exc)))

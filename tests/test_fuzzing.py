@@ -122,3 +122,19 @@ def test_a_raising_property_is_a_violation(tmp_path: Path) -> None:
     report = fuzz(rules, examples=5, seed=3)
     assert [v.check for v in report.violations] == ["property_boom"]
     assert "raised ValueError: boom" in report.violations[0].message
+
+
+def test_a_rule_that_raises_is_one_violation_not_one_per_invariant(tmp_path: Path) -> None:
+    rules = tmp_path / "raising_rule.py"
+    rules.write_text(
+        "from sandbox import Sandbox, effects as e\n"
+        "def build():\n"
+        "    sb = Sandbox(now='2026-12-01T10:00:00Z')\n"
+        "    sb.campaign('A').rule('tier', when=[lambda ctx: ctx.attributes['tier'] == 'vip'],\n"
+        "                          then=[e.set_discount('x', 5)])\n"
+        "    return sb\n"
+    )
+    report = fuzz(rules, examples=30, seed=1)
+    assert [v.check for v in report.violations] == ["rules_do_not_raise"]
+    assert "KeyError" in report.violations[0].message
+    assert "campaign 'A', rule 'tier'" in report.violations[0].message
