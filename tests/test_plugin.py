@@ -37,14 +37,14 @@ def test_states_differ():
 
 def test_fixture_works_in_given_without_health_check_failure(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(FIXTURE_IN_GIVEN)
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:benchmark")
     result.assert_outcomes(passed=1)
     assert "FailedHealthCheck" not in result.stdout.str()
 
 
 def test_failed_equality_shows_effect_diff(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(FAILING_COMPARISON)
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:benchmark")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -80,7 +80,9 @@ def test_only_left_and_only_right_effects_are_named() -> None:
 
 def test_plugin_can_be_disabled(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(FIXTURE_IN_GIVEN + FAILING_COMPARISON)
-    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:promo_sandbox")
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "-p", "no:benchmark", "-p", "no:promo_sandbox"
+    )
     result.assert_outcomes(failed=1, errors=1)
     result.stdout.fnmatch_lines(["*fixture 'sandbox_factory' not found*"])
     assert "IntegrationState mismatch" not in result.stdout.str()
@@ -100,5 +102,7 @@ def test_profiles_registered_for_the_command_line(pytester: pytest.Pytester) -> 
             assert settings.get_profile("dev").max_examples == 50
         """
     )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--hypothesis-profile=fuzz")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:benchmark", "--hypothesis-profile=fuzz"
+    )
     result.assert_outcomes(passed=1)
