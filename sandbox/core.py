@@ -8,6 +8,7 @@ changes nothing.
 
 from __future__ import annotations
 
+import decimal
 import difflib
 import itertools
 import threading
@@ -47,6 +48,16 @@ __all__ = ["CouponView", "LimitCounter", "ReferralView", "Sandbox", "StoredSessi
 
 ZERO = Decimal(0)
 CASE_SENSITIVITY = ("insensitive-uppercase", "insensitive-lowercase", "sensitive")
+ROUNDINGS = (
+    decimal.ROUND_HALF_EVEN,
+    decimal.ROUND_HALF_UP,
+    decimal.ROUND_HALF_DOWN,
+    decimal.ROUND_UP,
+    decimal.ROUND_DOWN,
+    decimal.ROUND_CEILING,
+    decimal.ROUND_FLOOR,
+    decimal.ROUND_05UP,
+)
 
 # Legal moves by update (PUT), from each stored state (None: a new session).
 # reopen and return_items have their own methods (reference section 2.1).
@@ -171,6 +182,10 @@ class Sandbox:
                 f"Sandbox(case_sensitivity=...) must be one of {', '.join(map(repr, CASE_SENSITIVITY))}, "
                 f"got {case_sensitivity!r}"
             )
+        if rounding not in ROUNDINGS:
+            raise DefinitionError(
+                f"Sandbox(rounding=...) must be one of {', '.join(ROUNDINGS)}, got {rounding!r}"
+            )
         self._now = parse_time(now, "Sandbox(now=...)")
         self.settings = Settings(
             precision=precision, partial_discounts=bool(partial_discounts), rounding=rounding
@@ -243,15 +258,23 @@ class Sandbox:
     def _check_new_code(self, code: Any, kind: str, where: str) -> str:
         stored = self._normalize(check_code_shape(code, kind, where))
         with self._lock:
-            if stored in self._coupons or stored in self._referrals:
-                owner = (self._coupons.get(stored) or self._referrals[stored])[0]
-                raise DefinitionError(
-                    f"{where}: the code {stored!r} already exists in campaign {owner.name!r} "
-                    f"(codes are unique per sandbox, compared {self.case_sensitivity})"
-                )
+            self._check_free(stored, where)
         return stored
 
-    def _register_code(self, code: str, campaign: Campaign, definition: Coupon | Referral) -> None:
+    def _check_free(self, stored: str, where: str) -> None:
+        if stored in self._coupons or stored in self._referrals:
+            owner = (self._coupons.get(stored) or self._referrals[stored])[0]
+            raise DefinitionError(
+                f"{where}: the code {stored!r} already exists in campaign {owner.name!r} "
+                f"(codes are unique per sandbox, compared {self.case_sensitivity})"
+            )
+
+    def _register_code(
+        self, code: str, campaign: Campaign, definition: Coupon | Referral, where: str
+    ) -> None:
+        """Called under the lock; checks again, as another thread may have added the code
+        since ``_check_new_code``."""
+        self._check_free(code, where)
         if isinstance(definition, Coupon):
             self._coupons[code] = (campaign, definition)
         else:

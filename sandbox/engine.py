@@ -682,8 +682,13 @@ def _apply_rule(
     group_id: int,
     group_mode: str,
     triggered_by: int | None,
+    *,
+    trial: bool = False,
 ) -> tuple[list[Effect | None], list[Charge], tuple[int, str] | None]:
-    """Caps and budgets for one fired rule; all of it applies, or none of it."""
+    """Caps and budgets for one fired rule; all of it applies, or none of it.
+
+    A ``trial`` only says whether the rule would fail on a budget; the run is left as is.
+    """
     effects: list[Effect | None] = []
     charges: list[Charge] = []
     pending = dict(run.pending)
@@ -744,7 +749,10 @@ def _apply_rule(
                 default=None,
             )
             if room is not None and value > room:
-                if not settings.partial_discounts or room <= 0:
+                # What is left is given in currency precision, rounded down so the budget
+                # holds; less than one unit of it is as good as nothing.
+                room = max(room, ZERO).quantize(run.quantum, ROUND_DOWN)
+                if not settings.partial_discounts or not room:
                     return (
                         [],
                         [],
@@ -785,6 +793,8 @@ def _apply_rule(
                 evaluation_group_mode=group_mode,
             )
         )
+    if trial:
+        return effects, charges, None
     # The rule applies: commit its scratch state to the run.
     for index in overwritten:
         earlier = run.effects[index]
@@ -883,6 +893,9 @@ def evaluate(session: NewCustomerSession, world: World) -> Evaluation:
         budget_failures: dict[int, tuple[int, str]] = {}
         for fired in outcome.fired:
             rule = fired.rule
+            coupon_rule = has_coupon and rule.uses_coupon_valid
+            referral_rule = has_referral and rule.uses_referral_valid
+            triggered_by = coupon_entry[1].id if coupon_rule and coupon_entry else None
             if outcome.excluded is not None:
                 reason = RuleFailureReason(
                     **{
@@ -891,10 +904,15 @@ def evaluate(session: NewCustomerSession, world: World) -> Evaluation:
                     }
                 )
                 outcome.failed[rule.index] = reason
+                if coupon_rule or referral_rule:
+                    # Budgets outrank group arbitration as a code's rejection reason
+                    # (DESIGN.md section 4): would this rule have failed on one?
+                    failed = _apply_rule(
+                        run, campaign, fired, scope, group_id, group_mode, triggered_by, trial=True
+                    )[2]
+                    if failed is not None:
+                        budget_failures[rule.index] = failed
                 continue
-            coupon_rule = has_coupon and rule.uses_coupon_valid
-            referral_rule = has_referral and rule.uses_referral_valid
-            triggered_by = coupon_entry[1].id if coupon_rule and coupon_entry else None
             effects, charges, failed = _apply_rule(
                 run, campaign, fired, scope, group_id, group_mode, triggered_by
             )
@@ -1040,7 +1058,10 @@ def _reject_unaccepted(
     """A valid code no applied rule accepted: why (DESIGN.md section 4 order)."""
     code_rules = [r for r in campaign.rules if uses_code(r)]
     passed = [f.rule for f in outcome.fired if uses_code(f.rule)]
-    if passed and outcome.excluded is not None:
+    # An excluded campaign's code is rejected for its group, unless every rule that
+    # would have accepted it fails on a budget too: budgets come first.
+    excluded_only = any(r.index not in budget_failures for r in passed)
+    if passed and outcome.excluded is not None and excluded_only:
         run.reject(
             effect_type,
             code,

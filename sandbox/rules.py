@@ -301,7 +301,7 @@ class Campaign:
         )
         _check_window(coupon.start_date, coupon.expiry_date, where)
         with self._lock:
-            self._sandbox._register_code(stored, self, coupon)
+            self._sandbox._register_code(stored, self, coupon, where)
             self.coupons[stored] = coupon
         return coupon
 
@@ -335,7 +335,7 @@ class Campaign:
             raise DefinitionError(f"{where}: the friend cannot be the advocate ({advocate!r})")
         _check_window(referral.start_date, referral.expiry_date, where)
         with self._lock:
-            self._sandbox._register_code(stored, self, referral)
+            self._sandbox._register_code(stored, self, referral, where)
             self.referrals[stored] = referral
         return referral
 
@@ -350,8 +350,7 @@ class Campaign:
                 f"campaign {self.name!r}: a rule needs a non-empty title, got {title!r}"
             )
         where = f"campaign {self.name!r}, rule {title!r}"
-        if any(r.title == title for r in self.rules):
-            raise DefinitionError(f"{where}: the campaign already has a rule with this title")
+        self._check_new_title(title, where)
         if isinstance(when, str | bytes) or not isinstance(when, Sequence):
             raise DefinitionError(f"{where}: when=... must be a list of conditions, got {when!r}")
         if isinstance(then, str | bytes) or not isinstance(then, Sequence):
@@ -364,6 +363,7 @@ class Campaign:
                     f"(set_discount, set_discount_per_item, ...), got {effect!r}"
                 )
         with self._lock:
+            self._check_new_title(title, where)  # again: another thread may have added it
             rule = Rule(
                 index=len(self.rules),
                 title=title,
@@ -374,6 +374,10 @@ class Campaign:
             )
             self.rules = (*self.rules, rule)
         return rule
+
+    def _check_new_title(self, title: str, where: str) -> None:
+        if any(r.title == title for r in self.rules):
+            raise DefinitionError(f"{where}: the campaign already has a rule with this title")
 
 
 def _optional_profile(value: Any, what: str) -> str | None:

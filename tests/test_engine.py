@@ -8,6 +8,7 @@ sections 3-4, never copied from the engine's output.
 from __future__ import annotations
 
 import json
+import threading
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -601,6 +602,35 @@ def test_list_order_passes_over_a_campaign_whose_rules_failed_on_budget() -> Non
     assert discount_values(sb.update("s", NewCustomerSession(total=D(10)))) == {"b": 3}
 
 
+@pytest.mark.parametrize(
+    ("mode", "exclusion"),
+    [("listOrder", "CampaignIsNotFirst"), ("highestDiscount", "CampaignGaveLowerDiscount")],
+)
+def test_a_budget_failure_outranks_group_arbitration(mode: str, exclusion: str) -> None:
+    # DESIGN.md section 4: when several reasons apply, budgets (EffectCouldNotBeApplied)
+    # come before group arbitration (PartOfNotTriggeredCampaign). B loses its group to A
+    # (A is first; A's 20 beats B's 5), and B's only coupon rule would also fail on B's
+    # exhausted money budget: the budget is the reason, with B's effect index 0.
+    sb = make_sandbox()
+    group = sb.group("g", mode=mode)
+    sb.campaign("A", group=group).rule("a", when=[], then=[e.set_discount("a", amount=20)])
+    b = sb.campaign("B", group=group, limits=[Limit("setDiscount", 0)])
+    b.coupon("CODE-B")
+    b.rule("b", when=[c.coupon_valid], then=[e.set_discount("b", amount=5)])
+    state = sb.update("s", NewCustomerSession(coupon="CODE-B", total=D(50)))
+    assert discount_values(state) == {"a": 20}
+    found = only_rejection(state)
+    assert found["props"]["rejectionReason"] == "EffectCouldNotBeApplied"
+    assert found["props"]["effectIndex"] == 0
+    assert "campaignExclusionReason" not in found["props"]
+    # A second coupon rule with nothing to charge would have applied but for the group,
+    # so arbitration is then the one reason that keeps the coupon out.
+    b.rule("hello", when=[c.coupon_valid], then=[e.show_notification("hi", "there")])
+    found = only_rejection(sb.update("s", NewCustomerSession(coupon="CODE-B", total=D(50))))
+    assert found["props"]["rejectionReason"] == "CouponPartOfNotTriggeredCampaign"
+    assert found["props"]["campaignExclusionReason"] == exclusion
+
+
 def test_stackable_campaigns_outside_the_group_still_apply() -> None:
     sb, _a, _b = grouped("listOrder", "2", "9")
     sb.campaign("Free").rule("r", when=[], then=[e.set_discount("free", amount=1)])
@@ -659,6 +689,77 @@ def test_duplicate_code_is_refused_case_insensitively() -> None:
         sb.campaign("B").coupon("same-1")
     with pytest.raises(DefinitionError, match="already exists"):
         sb.get_campaign("A").referral("Same-1", advocate="adv")
+
+
+def test_the_same_code_added_from_two_threads_is_refused_once() -> None:
+    # Codes are unique per sandbox (DESIGN.md section 3): when two campaigns add the
+    # same code at the same time, exactly one gets it and the other a DefinitionError.
+    sb = make_sandbox()
+    campaigns = [sb.campaign("A"), sb.campaign("B")]
+    both_checked = threading.Barrier(2)
+    check = sb._check_new_code
+
+    def slow_check(*args: Any) -> str:
+        stored = check(*args)
+        both_checked.wait(timeout=5)  # both threads are past the duplicate check
+        return stored
+
+    sb._check_new_code = slow_check  # type: ignore[method-assign]
+    errors: list[Exception] = []
+
+    def add(campaign: Any) -> None:
+        try:
+            campaign.coupon("SAME-1")
+        except DefinitionError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=add, args=(camp,)) for camp in campaigns]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert len(errors) == 1
+    assert sum("SAME-1" in camp.coupons for camp in campaigns) == 1
+    assert sb.get_coupon("SAME-1").campaign_id in {camp.id for camp in campaigns if camp.coupons}
+
+
+def test_the_same_rule_title_added_from_two_threads_is_refused_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A campaign's rule titles are unique; two threads adding the same title at once
+    # must not both get in.
+    import sandbox.rules
+
+    campaign = make_sandbox().campaign("A")
+    both_checked = threading.Barrier(2)
+    as_condition = sandbox.rules.as_condition
+
+    def slow_as_condition(*args: Any, **kwargs: Any) -> Any:
+        both_checked.wait(timeout=5)  # both threads are past the first title check
+        return as_condition(*args, **kwargs)
+
+    monkeypatch.setattr(sandbox.rules, "as_condition", slow_as_condition)
+    errors: list[Exception] = []
+
+    def add() -> None:
+        try:
+            campaign.rule("same", when=[c.coupon_valid])
+        except DefinitionError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=add) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert len(errors) == 1
+    assert [rule.title for rule in campaign.rules] == ["same"]
+
+
+def test_an_unknown_rounding_mode_is_refused_when_the_sandbox_is_made() -> None:
+    # Definitions are checked when they are made, not at the first update.
+    with pytest.raises(DefinitionError, match="ROUND_HALF_EVEN"):
+        Sandbox(now=NOW, rounding="half-up")
 
 
 @pytest.mark.parametrize("code", ["ABC", "", "A"])

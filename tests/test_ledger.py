@@ -225,6 +225,22 @@ def test_partial_discount_gives_the_rest_then_fails_at_zero() -> None:
     assert rejection(fourth, "B004") == "EffectCouldNotBeApplied"
 
 
+def test_a_partial_discount_is_in_currency_precision_and_fails_below_one_cent() -> None:
+    # DESIGN.md section 4: discounts are rounded to the currency precision. A budget of
+    # 10.005 leaves 10.005 for the first session: it gets 10.00 (rounded down, so the
+    # budget holds), desiredValue 25. Then 0.005 is left, less than a cent: as at 0,
+    # the rule fails ("the rule still fails when the budget reaches 0").
+    sb = Sandbox(now=NOW, partial_discounts=True)
+    campaign = sb.campaign("Promo", limits=[Limit("setDiscount", Decimal("10.005"))])
+    campaign.rule("25 off", when=[], then=[e.set_discount("d", Decimal("25"))])
+    (first,) = close(sb, "s1").effects
+    assert first.props == {"name": "d", "value": Decimal("10.00"), "desiredValue": Decimal("25")}
+    assert counters(sb) == {("setDiscount", (), None): Decimal("10.00")}
+    second = close(sb, "s2")
+    assert second.effects == ()
+    assert [f.effect_index for f in second.rule_failure_reasons] == [0]
+
+
 def test_open_sessions_do_not_consume_budget() -> None:
     sb = budget_sandbox()
     for i in range(5):
