@@ -77,7 +77,8 @@ sb.update(
 print("usage counter after close:", sb.get_coupon("XMAS-2021").usage_counter)
 again = sb.update("s3", {"profileId": "p1", "coupon": "XMAS-2021", "total": 80})
 print("p1 again:", again.rejected_coupons)
-sb.update("s1", {"state": "cancelled"})
+cancelled = sb.update("s1", {"state": "cancelled"})
+print(cancelled.explain())  # what the cancel rolled back
 print("usage counter after cancel:", sb.get_coupon("XMAS-2021").usage_counter)
 print(
     "p1 again:",

@@ -1,9 +1,14 @@
 """The command line: ``python -m sandbox demo | eval | fuzz``.
 
-- ``demo``: runs the embedded default rules file (``examples/xmas.py``) end to
-  end: a few sessions, their effects, a limit reached and released by a cancel.
-- ``eval RULES.py SESSIONS.jsonl``: one update per line, in order, against one
-  sandbox; prints one IntegrationState (wire JSON) per line.
+- ``demo [--rules FILE]``: runs the embedded default rules file
+  (``examples/xmas.py``) end to end: a few sessions, their effects, a limit
+  reached and released by a cancel. With another rules file, a dry run per code.
+- ``eval RULES.py SESSIONS.jsonl [--explain]``: one update per line, in order,
+  against one sandbox; prints one IntegrationState (wire JSON, or with
+  ``--explain`` why each rule fired or not) per line. A line is a session dict,
+  ``{"customerSessionId", "customerSession", "dry"}``, or one of the lifecycle
+  steps ``fuzz`` prints (``{"reopen": ID}``, ``{"returnItems": ID,
+  "returnedCartItems": [...]}``, ``{"advance": {"days": N}}``).
 - ``fuzz RULES.py [--examples N] [--seed S]``: checks the built-in invariants
   and the file's own ``property_*`` functions on generated sessions and
   lifecycles; prints each shrunk counterexample as replayable JSON.
@@ -15,6 +20,7 @@ input (a message on stderr, never a traceback).
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -58,49 +64,70 @@ def _load(path: str | Path) -> Callable[[], Sandbox]:
 def _show(title: str, state: IntegrationState) -> None:
     print(f"\n== {title}")
     print(state.explain())
-    for effect in state.effects:
-        print(f"   effect: {effect}")
 
 
 def _demo(args: argparse.Namespace) -> int:
     path = Path(args.rules) if args.rules else default_rules_path()
     sb = _load(path)()
     print(f"rules: {path}  ({len(sb.campaigns)} campaigns, clock {sb.now.isoformat()})")
+    if args.rules and not _has_coupon(sb, "XMAS-2021"):
+        return _demo_codes(sb)
     cart = [
-        {
-            "sku": "SWEATER-1",
-            "name": "Xmas sweater",
-            "quantity": 1,
-            "price": 45,
-            "category": "clothes",
-        },
+        {"sku": "SWEATER-1", "name": "Sweater", "quantity": 1, "price": 45, "category": "clothes"},
         {"sku": "SHOE-9", "name": "Boots", "quantity": 1, "price": 30, "category": "shoes"},
     ]
     first = {"profileId": "p1", "coupon": "XMAS-2021", "cartItems": cart}
     _show("p1 opens a session with XMAS-2021", sb.update("s1", first))
-    _show("p1 closes it: the coupon is redeemed", sb.update("s1", {**first, "state": "closed"}))
+    closed = sb.update("s1", {**first, "state": "closed"})
+    print("\n== p1 closes it: the same answer, now committed")
+    print(f"   accepted {closed.accepted_coupons}, discounts {_money(closed.discounts)}")
     print(f"   XMAS-2021 usage counter: {sb.get_coupon('XMAS-2021').usage_counter}")
-    second = {"profileId": "p1", "coupon": "xmas-2021", "cartItems": cart[:1], "total": 45}
-    _show("p1 tries again: one redemption per profile", sb.update("s2", second))
+    second = {"profileId": "p1", "coupon": "xmas-2021", "cartItems": [{**cart[0], "quantity": 2}]}
+    _show("p1 tries again in a second session: one redemption per profile", sb.update("s2", second))
     _show("p1 cancels the first order: counters roll back", sb.update("s1", {"state": "cancelled"}))
     print(f"   XMAS-2021 usage counter: {sb.get_coupon('XMAS-2021').usage_counter}")
     _show("p1's second session, re-sent: the limit has room again", sb.update("s2", second))
-    _show(
-        "a friend brings a referral code and a typo'd coupon",
-        sb.update(
-            "s3",
-            {"profileId": "friend-1", "referral": "REF-2740", "coupon": "XMAS-2012", "total": 20},
-        ),
+    last = sb.update(
+        "s3", {"profileId": "friend-1", "referral": "REF-2740", "coupon": "XMAS-2012", "total": 20}
     )
-    print("\nwire form of the last answer (Talon.One IntegrationStateV2):")
-    print(
-        json.dumps(
-            sb.update(
-                "s3", {"profileId": "friend-1", "referral": "REF-2740", "total": 20}
-            ).to_wire(),
-            indent=2,
+    _show("a friend brings a referral code and a typo'd coupon", last)
+    print("\nwire form of the last answer (Talon.One IntegrationStateV2), one JSON value a line:")
+    for key, value in last.to_wire().items():
+        if isinstance(value, list) and value:
+            print(f"  {key}:")
+            for entry in value:
+                print(f"    {json.dumps(entry)}")
+        else:
+            print(f"  {key}: {json.dumps(value)}")
+    return 0
+
+
+def _has_coupon(sb: Sandbox, code: str) -> bool:
+    try:
+        sb.get_coupon(code)
+    except SandboxError:
+        return False
+    return True
+
+
+def _money(discounts: dict[str, Decimal]) -> str:
+    return ", ".join(f"{name!r} {value}" for name, value in discounts.items()) or "none"
+
+
+def _demo_codes(sb: Sandbox) -> int:
+    """A rules file of the user's own: one dry run without a code, then one per code."""
+    sessions: list[tuple[str, dict[str, Any]]] = [("no code", {"profileId": "p1", "total": 100})]
+    for campaign in sb.campaigns:
+        for code in campaign.coupons:
+            sessions.append((f"coupon {code}", {"profileId": "p1", "coupon": code, "total": 100}))
+        for code in campaign.referrals:
+            sessions.append(
+                (f"referral {code}", {"profileId": "p1", "referral": code, "total": 100})
+            )
+    for number, (title, payload) in enumerate(sessions, start=1):
+        _show(
+            f"a cart of 100 with {title} (dry run)", sb.update(f"demo-{number}", payload, dry=True)
         )
-    )
     return 0
 
 
@@ -117,13 +144,20 @@ def _eval(args: argparse.Namespace) -> int:
             if not line.strip():
                 continue
             try:
-                session_id, payload, dry = _request(line, number)
-                state = sb.update(session_id, payload, dry=dry)
+                state = _step(line, number)(sb)
             except SandboxError as exc:
                 failed += 1
                 print(f"{args.sessions}:{number}: {exc}", file=sys.stderr)
                 continue
-            print(json.dumps(state.to_wire()))
+            if state is None:  # a clock move answers nothing
+                if args.explain:
+                    print(f"{args.sessions}:{number}: clock now {sb.now.isoformat()}\n")
+            elif args.explain:
+                print(f"{args.sessions}:{number}: {state.explain()}\n")
+            else:
+                print(json.dumps(state.to_wire()))
+    if failed:
+        print(f"{failed} line(s) refused, nothing stored for them", file=sys.stderr)
     return 2 if failed else 0
 
 
@@ -134,18 +168,114 @@ def _open(path: str) -> Any:
         raise UsageError(f"cannot read sessions file {path!r}: {exc.strerror}") from None
 
 
-def _request(line: str, number: int) -> tuple[str, Any, bool]:
-    """A JSONL line: a session dict, or {"customerSessionId", "customerSession", "dry"}."""
+_REQUEST_KEYS = ("customerSessionId", "customerSession", "dry")
+
+
+def _close(key: str, known: Sequence[str]) -> list[str]:
+    folded = {k.lower(): k for k in known}
+    if key.lower() in folded:
+        return [folded[key.lower()]]
+    return difflib.get_close_matches(key, known, n=1)
+
+
+def _step(line: str, number: int) -> Callable[[Sandbox], IntegrationState | None]:
+    """One JSONL line as a call on the sandbox.
+
+    A session dict, or ``{"customerSessionId", "customerSession", "dry"}``, is an
+    update; the lifecycle steps ``fuzz`` prints replay too: ``{"reopen": ID}``,
+    ``{"returnItems": ID, "returnedCartItems": [...]}``, ``{"advance": {"days": N}}``.
+    """
+    data = _parse(line)
+    if isinstance(data, dict) and len(data) == 1 and isinstance(data.get("reopen"), str):
+        return lambda sb: sb.reopen(data["reopen"])
+    if isinstance(data, dict) and set(data) == {"returnItems", "returnedCartItems"}:
+        return lambda sb: sb.return_items(data["returnItems"], data["returnedCartItems"])
+    if isinstance(data, dict) and set(data) == {"advance"}:
+        return lambda sb: _advance(sb, data["advance"])
+    session_id, payload, dry = _request(data, number)
+    return lambda sb: sb.update(session_id, payload, dry=dry)
+
+
+def _advance(sb: Sandbox, amount: Any) -> None:
+    units = ("weeks", "days", "hours", "minutes", "seconds")
+    if (
+        not isinstance(amount, dict)
+        or not amount
+        or any(k not in units or type(v) is not int for k, v in amount.items())
+    ):
+        raise ValidationError(
+            [
+                Problem(
+                    "/advance",
+                    f"'advance' must map {', '.join(units)} to integers, such as "
+                    f'{{"days": 1}}, got {json.dumps(amount, default=str)}',
+                )
+            ],
+            subject="step",
+        )
+    sb.advance(**amount)
+
+
+def _parse(line: str) -> Any:
     try:
-        data = json.loads(line, parse_float=Decimal)
+        return json.loads(line, parse_float=Decimal)
     except json.JSONDecodeError as exc:
         raise ValidationError(
             [Problem("", f"not valid JSON: {exc.msg} at column {exc.colno}")], subject="JSON"
         ) from None
-    if isinstance(data, dict) and "customerSession" in data:
-        session_id = data.get("customerSessionId", f"line-{number}")
-        return str(session_id), data["customerSession"], bool(data.get("dry", False))
-    return f"line-{number}", data, False
+
+
+def _request(data: Any, number: int) -> tuple[str, Any, bool]:
+    """A session dict, or {"customerSessionId", "customerSession", "dry"}."""
+    if not isinstance(data, dict):
+        raise ValidationError(
+            [
+                Problem(
+                    "",
+                    f"expected a JSON object, got {type(data).__name__} {data!r}: write a "
+                    'session such as {"profileId": "p1", "total": 80}, or '
+                    '{"customerSessionId": "s1", "customerSession": {...}, "dry": false}',
+                )
+            ],
+            subject="line",
+        )
+    if "customerSession" not in data:
+        return f"line-{number}", data, False
+    problems = [
+        Problem(
+            f"/{key}",
+            f"unknown key {key!r} beside 'customerSession'"
+            + "".join(f"; did you mean {m!r}?" for m in _close(key, _REQUEST_KEYS))
+            + f"; the keys of a request are {', '.join(map(repr, _REQUEST_KEYS))}",
+        )
+        for key in data
+        if key not in _REQUEST_KEYS
+    ]
+    session_id = data.get("customerSessionId", f"line-{number}")
+    if not isinstance(session_id, str):
+        problems.append(
+            Problem(
+                "/customerSessionId",
+                f"'customerSessionId' must be a string, got {json.dumps(session_id)}",
+            )
+        )
+    dry = data.get("dry", False)
+    if not isinstance(dry, bool):
+        problems.append(Problem("/dry", f"'dry' must be true or false, got {json.dumps(dry)}"))
+    if problems:
+        raise ValidationError(problems, subject="request")
+    session = data["customerSession"]
+    if not isinstance(session, dict):
+        raise ValidationError(
+            [
+                Problem(
+                    "/customerSession",
+                    f"'customerSession' must be an object, got {json.dumps(session, default=str)}",
+                )
+            ],
+            subject="request",
+        )
+    return session_id, session, dry
 
 
 # ---------------------------------------------------------------------------
@@ -177,6 +307,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("rules", help="a rules file defining `sandbox` or `build()`")
     ev.add_argument("sessions", help="a JSONL file of sessions ('-' for stdin)")
+    ev.add_argument(
+        "--explain",
+        action="store_true",
+        help="print why each rule fired or not instead of the wire JSON",
+    )
     ev.set_defaults(run=_eval)
     fz = commands.add_parser(
         "fuzz", help="check invariants and property_* functions on generated sessions"

@@ -497,7 +497,13 @@ class Sandbox:
     def update(
         self, session_id: str, session: NewCustomerSession | Mapping[str, Any], *, dry: bool = False
     ) -> IntegrationState:
-        """Talon.One's ``updateCustomerSession``: evaluate, and store unless ``dry``."""
+        """Talon.One's ``updateCustomerSession``: evaluate, and store unless ``dry``.
+
+        Updating an open (or closing) session replaces its stored version with the
+        request, as the seed's V1 model is used here; only a cancel keeps the stored
+        fields the request leaves out. A dry run answers exactly what the same real
+        update would, and stores nothing.
+        """
         _check_session_id(session_id)
         parsed = self._structure(session)
         with self._lock:

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from sandbox.codec import to_plain, to_wire
-from sandbox.models import NewCustomerSession
+from sandbox.models import NewCustomerSession, SessionState
 from sandbox.talon import EffectType
 
 __all__ = ["CampaignTrace", "Effect", "IntegrationState", "RuleFailureReason", "RuleTrace"]
@@ -68,7 +68,11 @@ class Effect:
 
     def __str__(self) -> str:
         props = ", ".join(f"{k}={v}" for k, v in self.props.items())
-        return f"{self.effect_type.value}({props}) [campaign {self.campaign_id}, rule {self.rule_name!r}]"
+        # A code no campaign knows (CouponNotFound) has campaign -1 and no rule: say nothing.
+        where = [f"campaign {self.campaign_id}"] if self.campaign_id >= 0 else []
+        if self.rule_name:
+            where.append(f"rule {self.rule_name!r}")
+        return f"{self.effect_type.value}({props})" + (f" [{', '.join(where)}]" if where else "")
 
 
 @attrs.frozen
@@ -179,6 +183,12 @@ class IntegrationState:
         }
 
     @property
+    def rollbacks(self) -> list[Effect]:
+        """The ``rollbackCoupon``/``rollbackReferral``/``rollbackDiscount`` effects of a
+        cancel, reopen or return answer (empty for an evaluation)."""
+        return [e for e in self.effects if e.effect_type in _ROLLBACKS]
+
+    @property
     def total_discount(self) -> Decimal:
         return sum(self.discounts.values(), Decimal(0))
 
@@ -200,7 +210,10 @@ class IntegrationState:
         }
 
     def explain(self) -> str:
-        """Why each rule fired or not, campaign by campaign, as readable text."""
+        """Why each rule fired or not, campaign by campaign, as readable text.
+
+        An answer to a cancel, reopen or return lists what was rolled back.
+        """
         return "\n".join(self._explain_lines())
 
     def _explain_lines(self) -> Iterator[str]:
@@ -215,26 +228,88 @@ class IntegrationState:
             + (f", {codes}" if codes else "")
             + (" [dry run]" if self.dry else "")
         )
-        for code, reason in self.rejected_coupons.items():
-            yield f"  coupon {code!r} rejected: {reason}"
-        for code, reason in self.rejected_referrals.items():
-            yield f"  referral {code!r} rejected: {reason}"
-        for code in self.accepted_coupons:
-            yield f"  coupon {code!r} accepted"
-        for code in self.accepted_referrals:
-            yield f"  referral {code!r} accepted"
-        if not self.trace:
-            yield "  no campaigns"
+        for effect in self.effects:
+            if effect.effect_type in _CODE_OUTCOMES:
+                yield "  " + _code_outcome(effect)
+        if self.rollbacks or not self.trace:
+            yield from self._lifecycle_lines()
+            return
         for campaign in self.trace:
             head = f"campaign {campaign.campaign_id} {campaign.name!r}"
             if campaign.skipped:
                 yield f"{head}: not evaluated ({campaign.skipped})"
                 continue
-            yield f"{head}:" + (f" excluded ({campaign.excluded})" if campaign.excluded else "")
+            if campaign.excluded:
+                why = _EXCLUSIONS.get(campaign.excluded, "")
+                yield f"{head}: excluded by its evaluation group: {campaign.excluded}" + (
+                    f" ({why})" if why else ""
+                )
+            else:
+                yield f"{head}:"
             for rule in campaign.rules:
-                yield "  " + _explain_rule(rule)
+                yield "  " + self._explain_rule(campaign, rule)
         if self.total_discount:
             yield f"total discount {self.total_discount}, total after discounts {self.discounted_total}"
+        if self.dry:
+            yield "dry run: nothing was stored and no counter moved"
+        elif s.state is SessionState.CLOSED:
+            if self.accepted_coupons or self.accepted_referrals or self.discounts:
+                yield "closed: the accepted codes and discounts above are committed to the counters"
+            else:
+                yield "closed: no code accepted and no discount given, so no limit counter moved"
+
+    def _lifecycle_lines(self) -> Iterator[str]:
+        """A cancel, reopen or return answer (or an evaluation with no campaign at all)."""
+        state = self.session.state
+        rollbacks = self.rollbacks
+        if not rollbacks:
+            if state is SessionState.CANCELLED:
+                yield "  nothing to roll back: no code or discount was committed"
+            elif state is SessionState.PARTIALLY_RETURNED:
+                yield "  nothing to roll back: no discount applied to the returned items"
+            else:
+                yield "  no campaigns evaluated, nothing rolled back"
+            return
+        if state is SessionState.PARTIALLY_RETURNED:
+            head = "rolled back for the returned items:"
+        elif state is SessionState.OPEN:
+            head = "rolled back what the close committed (the session is open again):"
+        else:
+            head = "rolled back what the close committed:"
+        yield head + (" [dry run: nothing changed]" if self.dry else "")
+        for effect in rollbacks:
+            yield f"  {effect.effect_type.value}: {_effect_phrase(effect)}{_origin(effect)}"
+        total = sum(
+            (e.props["value"] for e in rollbacks if e.effect_type is EffectType.ROLLBACK_DISCOUNT),
+            Decimal(0),
+        )
+        if total:
+            yield f"total discount rolled back {total}"
+
+    def _explain_rule(self, campaign: CampaignTrace, rule: RuleTrace) -> str:
+        head = f"rule {rule.index} {rule.title!r}"
+        if rule.fired:
+            gave = [
+                _effect_phrase(e)
+                for e in self.effects
+                if e.campaign_id == campaign.campaign_id
+                and e.rule_index == rule.index
+                and e.effect_type not in _CODE_OUTCOMES
+            ]
+            return f"{head}: fired" + (f": {', '.join(gave)}" if gave else "")
+        failure = rule.failure
+        if failure is None:
+            return f"{head}: did not fire"
+        if campaign.excluded and failure.condition_index is None and failure.effect_index is None:
+            return f"{head}: conditions held, effects dropped (campaign excluded)"
+        if failure.condition_index is not None:
+            return f"{head}: did not fire: condition {failure.condition_index} failed: {failure.details}"
+        if failure.effect_index is not None:
+            return (
+                f"{head}: did not fire: effect {failure.effect_index} could not be applied: "
+                f"{failure.details}"
+            )
+        return f"{head}: did not fire: {failure.details}"
 
     def __str__(self) -> str:
         return self.explain()
@@ -245,17 +320,54 @@ class IntegrationState:
         return integration_state_html(self)
 
 
-def _explain_rule(rule: RuleTrace) -> str:
-    head = f"rule {rule.index} {rule.title!r}"
-    if rule.fired:
-        return f"{head}: fired"
-    failure = rule.failure
-    if failure is None:
-        return f"{head}: did not fire"
-    if failure.condition_index is not None:
-        return (
-            f"{head}: did not fire: condition {failure.condition_index} failed: {failure.details}"
-        )
-    if failure.effect_index is not None:
-        return f"{head}: did not fire: effect {failure.effect_index} could not be applied: {failure.details}"
-    return f"{head}: did not fire: {failure.details}"
+_CODE_OUTCOMES = frozenset(
+    {
+        EffectType.ACCEPT_COUPON,
+        EffectType.REJECT_COUPON,
+        EffectType.ACCEPT_REFERRAL,
+        EffectType.REJECT_REFERRAL,
+    }
+)
+_ROLLBACKS = frozenset(
+    {EffectType.ROLLBACK_COUPON, EffectType.ROLLBACK_REFERRAL, EffectType.ROLLBACK_DISCOUNT}
+)
+_EXCLUSIONS = {
+    "CampaignGaveLowerDiscount": "another campaign of the group won the discount comparison",
+    "CampaignIsNotFirst": "an earlier campaign of its listOrder group applied",
+    "CampaignNotInEvaluationSet": "the campaign is not in the group's evaluation set",
+}
+
+
+def _code_outcome(effect: Effect) -> str:
+    kind = (
+        "coupon"
+        if effect.effect_type in (EffectType.ACCEPT_COUPON, EffectType.REJECT_COUPON)
+        else "referral"
+    )
+    if effect.rejection_reason is None:
+        return f"{kind} {effect.value!r} accepted"
+    details = effect.props.get("details")
+    return f"{kind} {effect.value!r} rejected: {effect.rejection_reason}" + (
+        f" ({details})" if details else ""
+    )
+
+
+def _effect_phrase(effect: Effect) -> str:
+    """One effect in a few words: ``discount '10% off' 8.00 (wanted 9.00) on item 1``."""
+    props = effect.props
+    kind = effect.effect_type
+    if kind.is_discount or kind is EffectType.ROLLBACK_DISCOUNT:
+        phrase = f"discount {props.get('name')!r} {props.get('value')}"
+        if props.get("desiredValue") is not None:
+            phrase += f" (wanted {props['desiredValue']})"
+        position = props.get("position", props.get("cartItemPosition"))
+        return phrase + (f" on item {position}" if position is not None else "")
+    if kind is EffectType.ROLLBACK_COUPON:
+        return f"coupon {effect.value!r}"
+    if kind is EffectType.ROLLBACK_REFERRAL:
+        return f"referral {effect.value!r}"
+    return f"{kind.value}(" + ", ".join(f"{k}={v!r}" for k, v in props.items()) + ")"
+
+
+def _origin(effect: Effect) -> str:
+    return f" (campaign {effect.campaign_id}, rule {effect.rule_name!r})"

@@ -348,13 +348,13 @@ def invalid_sessions(sb: Sandbox) -> SearchStrategy[Flawed]:
     is absent or valid. Each draw calls ``event(f"flaw={flaw}")``.
     """
     check_sandbox("invalid_sessions", sb, optional=False)
-    return _draw_flawed(sb, unreachable=", ".join(unreachable_flaws(sb)) or "none")
+    return _draw_flawed(sb)
 
 
 @st.composite
 @_shown_as("invalid_sessions")
-def _draw_flawed(draw: st.DrawFn, sb: Sandbox, *, unreachable: str = "") -> Flawed:
-    # `unreachable` is only shown in the repr; reachability is re-read at draw time.
+def _draw_flawed(draw: st.DrawFn, sb: Sandbox) -> Flawed:
+    # Reachability is read at draw time: the sandbox may have changed since the call.
     inv = inventory(sb)
     reachable = _reachable(inv)
     flaw = draw(st.sampled_from(tuple(reachable)))

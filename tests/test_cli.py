@@ -138,3 +138,99 @@ def test_fuzz_passes_a_correct_rules_file_with_exit_0() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_demo_is_short_and_its_story_holds(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) <= 80
+    assert "campaign -1" not in out  # CouponNotFound belongs to no campaign
+    # After the cancel, the re-sent second session gets the coupon (not a new rejection).
+    resent = out.split("limit has room again")[1].split("==")[0]
+    assert "coupon 'xmas-2021' accepted" in resent
+    assert "rolled back what the close committed" in out
+    assert "no campaigns" not in out
+
+
+def test_demo_with_another_rules_file_dry_runs_each_code(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo", "--rules", str(EXAMPLES / "planted_bug.py")]) == 0
+    out = capsys.readouterr().out
+    assert "XMAS-2021" not in out
+    assert "coupon 'VIP25' accepted" in out
+    assert "[dry run]" in out
+
+
+def write_lines(path: Path, *lines: object) -> Path:
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def test_eval_explain_prints_why_rules_fired(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sessions = write_lines(
+        tmp_path / "s.jsonl", {"profileId": "p1", "coupon": "XMAS-2021", "total": 80}
+    )
+    assert main(["eval", str(EXAMPLES / "xmas.py"), str(sessions), "--explain"]) == 0
+    out = capsys.readouterr().out
+    assert "s.jsonl:1: session 'line-1' (open)" in out
+    assert "fired: discount '10% off' 8.00" in out
+
+
+def test_eval_replays_the_lifecycle_steps_fuzz_prints(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    closed = {
+        "customerSessionId": "a",
+        "customerSession": {
+            "profileId": "p1",
+            "coupon": "XMAS-2021",
+            "cartItems": [{"sku": "A", "quantity": 2, "price": 40}],
+            "state": "closed",
+        },
+    }
+    sessions = write_lines(
+        tmp_path / "steps.jsonl",
+        closed,
+        {"returnItems": "a", "returnedCartItems": [{"position": 0, "quantity": 1}]},
+        {"advance": {"days": 2}},
+        {"customerSessionId": "b", "customerSession": {**closed["customerSession"]}},  # type: ignore[dict-item]
+        {"reopen": "b"},
+    )
+    assert main(["eval", str(EXAMPLES / "xmas.py"), str(sessions)]) == 0
+    answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    kinds = [[e["effectType"] for e in a["effects"]] for a in answers]
+    assert len(answers) == 4  # the clock move answers nothing
+    assert kinds[1] == ["rollbackDiscount"]
+    assert answers[1]["customerSession"]["state"] == "partially_returned"
+    assert answers[3]["customerSession"]["state"] == "open"
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ([1, 2], "expected a JSON object, got list"),
+        (
+            {"customerSessionId": "s", "customerSession": {}, "dry": "yes"},
+            "/dry: 'dry' must be true or false",
+        ),
+        (
+            {"customerSessionId": 5, "customerSession": {}},
+            "'customerSessionId' must be a string, got 5",
+        ),
+        ({"customerSession": 3}, "'customerSession' must be an object, got 3"),
+        ({"customerSessionID": "s", "customerSession": {}}, "did you mean 'customerSessionId'?"),
+        ({"advance": {"fortnights": 1}}, "'advance' must map"),
+    ],
+)
+def test_eval_explains_a_malformed_request_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], line: object, expected: str
+) -> None:
+    sessions = write_lines(tmp_path / "bad.jsonl", line)
+    assert main(["eval", str(EXAMPLES / "xmas.py"), str(sessions)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.jsonl:1:" in err
+    assert expected in err
+    assert "1 line(s) refused" in err

@@ -490,7 +490,5 @@ def test_sandbox_strategies_show_the_call() -> None:
     assert repr(payloads(valid=False)) == "payloads(valid=False)"
     assert repr(payloads()) == "payloads()"
     assert repr(valid_sessions(SB)).startswith("valid_sessions(<Sandbox ")
-    shown = repr(invalid_sessions(SB))
-    assert shown.startswith("invalid_sessions(<Sandbox ")
-    assert "unreachable=" in shown
-    assert "future_referral" in shown
+    # The call only: what is unreachable is unreachable_flaws(sb)'s answer, not the repr's.
+    assert repr(invalid_sessions(SB)) == f"invalid_sessions({SB!r})"
