@@ -165,7 +165,7 @@ class Sandbox:
 
     def __init__(
         self,
-        now: Any,
+        now: Any = None,
         *,
         precision: int = 2,
         partial_discounts: bool = False,
@@ -185,6 +185,12 @@ class Sandbox:
         if rounding not in ROUNDINGS:
             raise DefinitionError(
                 f"Sandbox(rounding=...) must be one of {', '.join(ROUNDINGS)}, got {rounding!r}"
+            )
+        if now is None:
+            # A fixed clock is what makes evaluations repeatable; there is no default.
+            raise DefinitionError(
+                "Sandbox(now=...) is required: the sandbox's fixed clock, e.g. "
+                "Sandbox(now='2026-12-01T10:00:00Z'); move it with sb.advance(days=1)"
             )
         self._now = parse_time(now, "Sandbox(now=...)")
         self.settings = Settings(
@@ -530,7 +536,7 @@ class Sandbox:
                 # request leaves out keep their stored values (Talon.One's PUT builds on them).
                 assert stored is not None
                 kept = _merged(stored.submitted, parsed)
-                result = IntegrationState(session_id, kept, (), dry=dry)
+                result = IntegrationState(session_id, kept, (), dry=dry, action="cancel")
                 if not dry:
                     self._sessions[session_id] = StoredSession(
                         session_id, kept, SessionState.CANCELLED, ()
@@ -673,7 +679,9 @@ class Sandbox:
                 committed=_minus(stored.committed, releases),
                 sales_left=_sales_left(stored, cart, returned, returned_value),
             )
-            result = IntegrationState(session_id, new_stored.session, effects, dry=dry)
+            result = IntegrationState(
+                session_id, new_stored.session, effects, dry=dry, action="return"
+            )
             if not dry:
                 self.ledger.release(releases)
                 profile = stored.submitted.profile_id
@@ -709,7 +717,13 @@ class Sandbox:
             if effect.effect_type.is_discount and left.get(index):
                 effects.append(_rollback_discount(effect, left[index]))
         session = attrs.evolve(stored.session, state=to)
-        result = IntegrationState(stored.session_id, session, tuple(effects), dry=dry)
+        result = IntegrationState(
+            stored.session_id,
+            session,
+            tuple(effects),
+            dry=dry,
+            action="reopen" if to is SessionState.OPEN else "cancel",
+        )
         if dry:
             return result
         self.ledger.release(stored.committed)
@@ -735,6 +749,8 @@ class Sandbox:
 
 
 def _close(name: str, known: Sequence[str]) -> str:
+    if not known:
+        return " (there are none yet)"
     match = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     if not match:
         match = [k for k in known if k.lower() == name.lower()]

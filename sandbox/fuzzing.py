@@ -186,8 +186,8 @@ class FuzzReport:
         lines.append(
             "no violations"
             if not count
-            else f"{count} violation{'s' if count != 1 else ''}; replay with "
-            f"`python -m sandbox eval {self.path} FILE.jsonl` (the customerSession lines)"
+            else f"{count} violation{'s' if count != 1 else ''}; to replay one, save its "
+            f"counterexample lines to FILE.jsonl and run `python -m sandbox eval {self.path} FILE.jsonl`"
         )
         return "\n".join(lines)
 

@@ -80,15 +80,7 @@ def is_evaluation(state: IntegrationState) -> bool:
     Rollback answers carry no accept or reject effects, so the per-code
     invariants do not apply to them.
     """
-    if state.session.state not in (SessionState.OPEN, SessionState.CLOSED):
-        return False
-    if any(e.effect_type in _ROLLBACKS for e in state.effects):
-        return False
-    # A reopen with nothing to roll back answers no effects and no trace; an
-    # evaluation of a session with a code always answers at least one effect.
-    return bool(state.effects or state.trace or state.rule_failure_reasons) or not (
-        state.session.coupon or state.session.referral
-    )
+    return state.action == "update"
 
 
 # ---------------------------------------------------------------------------

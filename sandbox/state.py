@@ -149,6 +149,8 @@ class IntegrationState:
     created_referrals: tuple[Any, ...] = ()
     trace: tuple[CampaignTrace, ...] = attrs.field(default=(), eq=False, repr=False)
     dry: bool = attrs.field(default=False, eq=False)
+    action: str = "update"
+    """What answered: ``update`` (an evaluation), ``cancel``, ``reopen`` or ``return``."""
 
     # -- convenience for tests and notebooks --------------------------------
 
@@ -231,9 +233,11 @@ class IntegrationState:
         for effect in self.effects:
             if effect.effect_type in _CODE_OUTCOMES:
                 yield "  " + _code_outcome(effect)
-        if self.rollbacks or not self.trace:
+        if self.action != "update":
             yield from self._lifecycle_lines()
             return
+        if not self.trace:
+            yield "  no campaigns to evaluate"
         for campaign in self.trace:
             head = f"campaign {campaign.campaign_id} {campaign.name!r}"
             if campaign.skipped:
@@ -259,7 +263,7 @@ class IntegrationState:
                 yield "closed: no code accepted and no discount given, so no limit counter moved"
 
     def _lifecycle_lines(self) -> Iterator[str]:
-        """A cancel, reopen or return answer (or an evaluation with no campaign at all)."""
+        """A cancel, reopen or return answer: what it rolled back."""
         state = self.session.state
         rollbacks = self.rollbacks
         if not rollbacks:
@@ -268,7 +272,7 @@ class IntegrationState:
             elif state is SessionState.PARTIALLY_RETURNED:
                 yield "  nothing to roll back: no discount applied to the returned items"
             else:
-                yield "  no campaigns evaluated, nothing rolled back"
+                yield "  nothing to roll back: the close committed no code and no discount"
             return
         if state is SessionState.PARTIALLY_RETURNED:
             head = "rolled back for the returned items:"

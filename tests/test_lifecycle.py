@@ -501,3 +501,22 @@ def test_returning_half_of_a_loosely_totalled_cart_takes_half_of_the_closed_tota
     sb.update("s1", {"state": "cancelled"})
     assert sb.get_profile("p1").total_sales == Decimal(0)
     assert sb.get_profile("p1").closed_sessions == 0
+
+
+def test_a_sandbox_without_a_clock_says_how_to_give_it_one() -> None:
+    import pytest
+
+    from sandbox import DefinitionError, Sandbox
+
+    with pytest.raises(DefinitionError, match=r"Sandbox\(now=\.\.\.\) is required"):
+        Sandbox()
+
+
+def test_looking_up_a_code_in_an_empty_inventory_says_there_are_none() -> None:
+    import pytest
+
+    from sandbox import Sandbox, UnknownEntityError
+
+    sb = Sandbox(now="2026-12-01T10:00:00Z")
+    with pytest.raises(UnknownEntityError, match=r"no referral 'NOPE' \(there are none yet\)"):
+        sb.get_referral("NOPE")
