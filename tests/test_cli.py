@@ -234,3 +234,20 @@ def test_eval_explains_a_malformed_request_line(
     assert "bad.jsonl:1:" in err
     assert expected in err
     assert "1 line(s) refused" in err
+
+
+def test_the_readme_sessions_file_replays_the_demo_story(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["eval", str(EXAMPLES / "xmas.py"), str(EXAMPLES / "sessions.jsonl")]) == 0
+    answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    reasons = [
+        [(e["effectType"], e["props"].get("rejectionReason")) for e in a["effects"]]
+        for a in answers
+    ]
+    # examples/xmas.py allows one XMAS-2021 per profile: the second session is refused
+    # until the first is cancelled (which rolls back), then accepted.
+    assert ("rejectCoupon", "ProfileLimitReached") in reasons[2]
+    assert [t for t, _ in reasons[3]][:1] == ["rollbackCoupon"]
+    assert ("acceptCoupon", None) in reasons[4]
+    assert ("rejectCoupon", "CouponNotFound") in reasons[5]
