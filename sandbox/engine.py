@@ -200,6 +200,14 @@ class _Run:
         self.session_left = self.total
         self.item_left = [item.line_total for item in items]
         self.discount_by_name: dict[str, int] = {}
+        # The submitted codes, looked up once (case-normalised) for the whole run.
+        normalize = world.normalize
+        self.coupon_code = normalize(session.coupon) if session.coupon else None
+        self.referral_code = normalize(session.referral) if session.referral else None
+        self.coupon_entry = world.coupons.get(self.coupon_code) if self.coupon_code else None
+        self.referral_entry = (
+            world.referrals.get(self.referral_code) if self.referral_code else None
+        )
 
     # -- codes --------------------------------------------------------------
 
@@ -533,16 +541,7 @@ def _run_rules(run: _Run, campaign: Campaign, ctx: Context) -> _CampaignOutcome:
 
 
 def _failure(run: _Run, campaign: Campaign, rule: Rule, **fields: Any) -> RuleFailureReason:
-    coupon = (
-        run.world.coupons.get(run.world.normalize(run.session.coupon))
-        if run.session.coupon
-        else None
-    )
-    referral = (
-        run.world.referrals.get(run.world.normalize(run.session.referral))
-        if run.session.referral
-        else None
-    )
+    coupon, referral = run.coupon_entry, run.referral_entry
     coupon_def = coupon[1] if coupon and coupon[0] is campaign else None
     referral_def = referral[1] if referral and referral[0] is campaign else None
     return RuleFailureReason(
@@ -810,13 +809,10 @@ def _apply_rule(
 def evaluate(session: NewCustomerSession, world: World) -> Evaluation:
     """Evaluate one session against the world; pure (see the module docstring)."""
     run = _Run(session, world)
-    normalize = world.normalize
 
     # 1. Codes
-    coupon_code = normalize(session.coupon) if session.coupon else None
-    referral_code = normalize(session.referral) if session.referral else None
-    coupon_entry = world.coupons.get(coupon_code) if coupon_code else None
-    referral_entry = world.referrals.get(referral_code) if referral_code else None
+    coupon_code, referral_code = run.coupon_code, run.referral_code
+    coupon_entry, referral_entry = run.coupon_entry, run.referral_entry
     coupon_ok = referral_ok = False
     if session.coupon and coupon_entry is None:
         run.reject(
@@ -897,13 +893,12 @@ def evaluate(session: NewCustomerSession, world: World) -> Evaluation:
             referral_rule = has_referral and rule.uses_referral_valid
             triggered_by = coupon_entry[1].id if coupon_rule and coupon_entry else None
             if outcome.excluded is not None:
-                reason = RuleFailureReason(
-                    **{
-                        **attrs.asdict(_failure(run, campaign, rule), recurse=False),
-                        "details": f"campaign excluded by its evaluation group: {outcome.excluded.value}",
-                    }
+                outcome.failed[rule.index] = _failure(
+                    run,
+                    campaign,
+                    rule,
+                    details=f"campaign excluded by its evaluation group: {outcome.excluded.value}",
                 )
-                outcome.failed[rule.index] = reason
                 if coupon_rule or referral_rule:
                     # Budgets outrank group arbitration as a code's rejection reason
                     # (DESIGN.md section 4): would this rule have failed on one?
