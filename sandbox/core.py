@@ -624,46 +624,12 @@ class Sandbox:
             evaluation = stored.closed_with
             assert evaluation is not None
             left = dict(stored.discounts_left)
-            remaining_value = sum(
-                (
-                    i.line_total * (i.quantity - r) / i.quantity
-                    for i, r in zip(cart, stored.returned, strict=True)
-                ),
-                ZERO,
-            )
             returned_value = sum(
                 (i.line_total * b / i.quantity for i, b in zip(cart, back, strict=True)), ZERO
             )
-            quantum = Decimal(1).scaleb(-self.settings.precision)
-            rollbacks: list[tuple[int, Decimal]] = []
-            for index, value in left.items():
-                effect = evaluation.effects[index]
-                if effect.effect_type is EffectType.SET_DISCOUNT_PER_ITEM:
-                    pos = effect.props["position"]
-                    item, before = cart[pos], stored.returned[pos]
-                    if not back[pos]:
-                        continue
-                    share = (
-                        value
-                        if before + back[pos] == item.quantity
-                        else (value * back[pos] / (item.quantity - before)).quantize(
-                            quantum, self.settings.rounding
-                        )
-                    )
-                else:
-                    if not returned_value or not remaining_value:
-                        continue
-                    everything = all(r == i.quantity for r, i in zip(returned, cart, strict=True))
-                    share = (
-                        value
-                        if everything
-                        else (value * returned_value / remaining_value).quantize(
-                            quantum, self.settings.rounding
-                        )
-                    )
-                share = min(share, value)
-                if share:
-                    rollbacks.append((index, share))
+            rollbacks = _return_shares(
+                evaluation.effects, left, cart, stored.returned, back, self.settings
+            )
             effects = tuple(
                 _rollback_discount(evaluation.effects[i], share) for i, share in rollbacks
             )
@@ -781,6 +747,50 @@ def _why_not(current: SessionState | None, asked: SessionState) -> str:
     if current is SessionState.CANCELLED:
         return "a cancelled session is final"
     return ""
+
+
+def _return_shares(
+    effects: Sequence[Effect],
+    left: Mapping[int, Decimal],
+    cart: Sequence[Any],
+    before: Sequence[int],
+    back: Sequence[int],
+    settings: Settings,
+) -> list[tuple[int, Decimal]]:
+    """(effect index, value to roll back) for each discount a return touches.
+
+    A per-item discount gives back the returned units' share of what is left of
+    it; a session discount the returned value's share of what is left of the
+    cart. The last units, or the whole cart, take exactly what is left, so the
+    rounded shares always add up to the discount.
+    """
+    quantum = Decimal(1).scaleb(-settings.precision)
+    remaining_value = sum(
+        (i.line_total * (i.quantity - r) / i.quantity for i, r in zip(cart, before, strict=True)),
+        ZERO,
+    )
+    returned_value = sum(
+        (i.line_total * b / i.quantity for i, b in zip(cart, back, strict=True)), ZERO
+    )
+    everything = all(r + b == i.quantity for r, b, i in zip(before, back, cart, strict=True))
+    shares = []
+    for index, value in left.items():
+        effect = effects[index]
+        if effect.effect_type is EffectType.SET_DISCOUNT_PER_ITEM:
+            pos = effect.props["position"]
+            if not back[pos]:
+                continue
+            units_left = cart[pos].quantity - before[pos]
+            last = back[pos] == units_left
+            share = value if last else value * back[pos] / units_left
+        else:
+            if not returned_value or not remaining_value:
+                continue
+            share = value if everything else value * returned_value / remaining_value
+        share = min(share.quantize(quantum, settings.rounding), value)
+        if share:
+            shares.append((index, share))
+    return shares
 
 
 def _sales_left(
