@@ -366,6 +366,15 @@ def loads(text: str | bytes, cls: type[T] = NewCustomerSession, **options: Any) 
     """Parse JSON text (numbers as exact Decimals) and structure it into ``cls``."""
     try:
         data = json.loads(text, parse_float=Decimal, parse_constant=_parse_constant)
+    except UnicodeDecodeError as exc:
+        raise ValidationError(
+            [
+                Problem(
+                    "", f"not UTF-8 text: byte {exc.object[exc.start]:#04x} at offset {exc.start}"
+                )
+            ],
+            subject="JSON",
+        ) from None
     except json.JSONDecodeError as exc:
         raise ValidationError(
             [Problem("", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")],

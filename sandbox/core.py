@@ -714,9 +714,10 @@ class Sandbox:
 # helpers
 
 
-def _close(name: str, known: Sequence[str]) -> str:
+def _close(name: Any, known: Sequence[str]) -> str:
     if not known:
         return " (there are none yet)"
+    name = str(name)
     match = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     if not match:
         match = [k for k in known if k.lower() == name.lower()]

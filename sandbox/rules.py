@@ -309,7 +309,7 @@ class Campaign:
         self,
         code: str,
         *,
-        advocate: str,
+        advocate: str | None = None,
         friend: str | None = None,
         usage_limit: int = 0,
         start_date: Any = None,
@@ -320,7 +320,10 @@ class Campaign:
         stored = self._sandbox._check_new_code(code, "referral", where)
         advocate_id = _optional_profile(advocate, f"{where}: advocate")
         if advocate_id is None:
-            raise DefinitionError(f"{where}: advocate must be a profile id, got {advocate!r}")
+            raise DefinitionError(
+                f"{where}: advocate=... is required: the profile id of the customer who "
+                f"shares the code, got {advocate!r}"
+            )
         referral = Referral(
             id=self._sandbox._next_id("referral"),
             code=stored,

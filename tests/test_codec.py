@@ -532,3 +532,8 @@ def test_python_and_wire_paths_report_the_same_problem() -> None:
         NewCustomerSession(coupon="C" * 101)
     wire = problems_of({"coupon": "C" * 101})
     assert python.value.errors == wire.errors
+
+
+def test_loads_of_bytes_that_are_not_utf8_is_a_validation_error() -> None:
+    with pytest.raises(ValidationError, match="not UTF-8 text: byte 0xff at offset 0"):
+        loads(b"\xff")

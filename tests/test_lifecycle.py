@@ -520,3 +520,17 @@ def test_looking_up_a_code_in_an_empty_inventory_says_there_are_none() -> None:
     sb = Sandbox(now="2026-12-01T10:00:00Z")
     with pytest.raises(UnknownEntityError, match=r"no referral 'NOPE' \(there are none yet\)"):
         sb.get_referral("NOPE")
+
+
+def test_bad_arguments_to_the_sandbox_api_are_sandbox_errors_not_python_ones() -> None:
+    import pytest
+
+    from sandbox import DefinitionError, Sandbox, UnknownEntityError
+
+    sb = Sandbox(now="2026-12-01T10:00:00Z")
+    sb.update("s1", {})
+    campaign = sb.campaign("A")
+    with pytest.raises(DefinitionError, match=r"advocate=\.\.\. is required"):
+        campaign.referral("REF-1")
+    with pytest.raises(UnknownEntityError, match="no session 3"):
+        sb.get_session(3)  # type: ignore[arg-type]
