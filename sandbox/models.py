@@ -20,7 +20,7 @@ import difflib
 import enum
 import functools
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, TypeAlias
 
@@ -477,8 +477,3 @@ def check_total(session: NewCustomerSession) -> None:
             ],
             subject="NewCustomerSession",
         )
-
-
-def seq_field_names(cls: type) -> Sequence[str]:
-    """The wire names of a model's fields, in definition order."""
-    return [wire_name(a) for a in attrs.fields(cls)]
