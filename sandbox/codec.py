@@ -15,6 +15,7 @@ Decimal('9.99')
 from __future__ import annotations
 
 import difflib
+import enum
 import json
 import math
 from collections.abc import Callable, Iterator, Mapping
@@ -31,7 +32,10 @@ from sandbox.models import (
     MAX_ATTRIBUTE_DEPTH,
     MAX_NUMBER_TEXT,
     Check,
+    IntegrationRequest,
     NewCustomerSession,
+    NewCustomerSessionV2,
+    ResponseContent,
     SessionState,
     check_total,
     describe,
@@ -42,7 +46,16 @@ from sandbox.models import (
     wire_name,
 )
 
-__all__ = ["converter", "dumps", "from_wire", "loads", "parse_json", "to_plain", "to_wire"]
+__all__ = [
+    "converter",
+    "dumps",
+    "from_wire",
+    "loads",
+    "parse_json",
+    "session_from_wire",
+    "to_plain",
+    "to_wire",
+]
 
 T = TypeVar("T")
 
@@ -91,13 +104,18 @@ def _structure_decimal(value: Any, _: type) -> Decimal:
     return result
 
 
-def _structure_state(value: Any, _: type) -> SessionState:
-    try:
-        return SessionState(value)
-    except (ValueError, TypeError):
-        allowed = ", ".join(repr(s.value) for s in SessionState)
-        close = _closest(value, [s.value for s in SessionState]) if isinstance(value, str) else ""
-        raise _fail(f"must be one of {allowed} (got {describe(value)}){close}") from None
+def _enum_hook(enum_type: type[enum.StrEnum]) -> Callable[[Any, Any], Any]:
+    allowed = ", ".join(repr(m.value) for m in enum_type)
+    values = [m.value for m in enum_type]
+
+    def structure(value: Any, _: Any) -> Any:
+        try:
+            return enum_type(value)
+        except (ValueError, TypeError):
+            close = _closest(value, values) if isinstance(value, str) else ""
+            raise _fail(f"must be one of {allowed} (got {describe(value)}){close}") from None
+
+    return structure
 
 
 def _structure_json(value: Any, _: Any) -> Any:
@@ -252,13 +270,16 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(int, _structure_int)
     conv.register_structure_hook(bool, _structure_bool)
     conv.register_structure_hook(Decimal, _structure_decimal)
-    conv.register_structure_hook(SessionState, _structure_state)
+    # Each enum by name: the str hook would otherwise claim them (they subclass str).
+    for enum_type in (SessionState, ResponseContent):
+        conv.register_structure_hook(enum_type, _enum_hook(enum_type))
     conv.register_structure_hook(Any, _structure_json)
     conv.register_structure_hook_factory(_is_homogeneous_tuple, lambda t: _tuple_hook(conv, t))
     conv.register_structure_hook_factory(_is_str_dict, lambda t: _dict_hook(conv, t))
     conv.register_structure_hook_factory(_is_model, lambda t: _model_structure_hook(conv, t))
     conv.register_unstructure_hook(Decimal, lambda d: d)  # to_wire decides the number form
-    conv.register_unstructure_hook(SessionState, lambda s: s.value)
+    for enum_type in (SessionState, ResponseContent):
+        conv.register_unstructure_hook(enum_type, lambda member: member.value)
     conv.register_unstructure_hook_factory(_is_model, lambda t: _model_unstructure_hook(conv, t))
     return conv
 
@@ -352,6 +373,64 @@ def from_wire(cls: type[T], data: Any, *, strict_total: bool = True) -> T:
     if strict_total and isinstance(result, NewCustomerSession):
         check_total(result)
     return result
+
+
+# The keys only one dialect has (reference section 1.3), and what replaces a V1 key in V2.
+_V1_KEYS = {
+    "coupon": "write 'couponCodes': [...] instead",
+    "referral": "write 'referralCode' instead",
+    "total": "leave it out: V2 computes the total from 'cartItems' and 'additionalCosts'",
+}
+_V2_KEYS = (
+    "couponCodes",
+    "referralCode",
+    "additionalCosts",
+    "loyaltyCards",
+    "storeIntegrationId",
+    "evaluableCampaignIds",
+)
+
+Session = NewCustomerSession | NewCustomerSessionV2 | IntegrationRequest
+
+
+def session_from_wire(data: Any, *, strict_total: bool = True) -> Session:
+    """A wire dict of either dialect, told apart as DESIGN.md section 3 says.
+
+    ``{"customerSession": ...}`` is an :class:`IntegrationRequest`; a bare
+    session with any of ``coupon``, ``referral``, ``total`` is V1
+    (:class:`NewCustomerSession`), otherwise V2 (:class:`NewCustomerSessionV2`).
+    V1 and V2 keys together are an error at each V1 key, saying what replaces it.
+    """
+    if not isinstance(data, Mapping):
+        raise ValidationError(
+            [
+                Problem(
+                    "",
+                    "a session must be a camelCase object (a V1 or V2 session, or "
+                    f'{{"customerSession": ...}}), got {type_name(data)} {describe(data)}',
+                )
+            ]
+        )
+    if "customerSession" in data:
+        return from_wire(IntegrationRequest, data)
+    v1 = [key for key in _V1_KEYS if key in data]
+    if not v1:
+        return from_wire(NewCustomerSessionV2, data)
+    v2 = [key for key in _V2_KEYS if key in data]
+    if v2:
+        shown = ", ".join(map(repr, v2))
+        raise ValidationError(
+            [
+                Problem(
+                    f"/{key}",
+                    f"{key!r} is a V1 (NewCustomerSession) key, but the session also has the "
+                    f"V2 key(s) {shown}: {_V1_KEYS[key]}",
+                )
+                for key in v1
+            ],
+            subject="session",
+        )
+    return from_wire(NewCustomerSession, data, strict_total=strict_total)
 
 
 def to_plain(value: Any) -> Any:

@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from sandbox.codec import from_wire
+from sandbox.codec import from_wire, session_from_wire
 from sandbox.engine import Evaluation, Settings, World, evaluate
 from sandbox.errors import (
     DefinitionError,
@@ -35,12 +35,25 @@ from sandbox.ledger import Charge, CounterKey, Ledger, LockedView, ProfileStats,
 from sandbox.models import (
     ARITHMETIC,
     MAX_ID_LENGTH,
+    AnySession,
+    IntegrationRequest,
     NewCustomerSession,
+    NewCustomerSessionV2,
+    ResponseContent,
     ReturnedCartItem,
     SessionState,
     check_total,
     describe,
     hint_candidate,
+)
+from sandbox.responses import (
+    campaign_wire,
+    coupon_wire,
+    event_type,
+    event_wire,
+    referral_wire,
+    returns_wire,
+    triggered_campaign_ids,
 )
 from sandbox.rules import (
     Campaign,
@@ -52,7 +65,7 @@ from sandbox.rules import (
     enum_value,
     parse_time,
 )
-from sandbox.state import Effect, IntegrationState
+from sandbox.state import Effect, IntegrationState, SessionMeta
 from sandbox.talon import CampaignState, EffectType, GroupMode, LimitAction
 
 __all__ = ["CouponView", "LimitCounter", "ReferralView", "Sandbox", "StoredSession"]
@@ -145,7 +158,7 @@ class StoredSession:
     """
 
     session_id: str
-    submitted: NewCustomerSession
+    submitted: AnySession
     state: SessionState
     effects: tuple[Effect, ...]
     closed_with: Evaluation | None = None
@@ -153,9 +166,12 @@ class StoredSession:
     discounts_left: tuple[tuple[int, Decimal], ...] = ()
     returned: tuple[int, ...] = ()
     sales_left: Decimal = ZERO
+    meta: SessionMeta | None = None
+    returns: tuple[tuple[int, datetime, tuple[ReturnedCartItem, ...]], ...] = ()
+    """Each return so far: its id, when, and what it returned (``previousReturns``)."""
 
     @property
-    def session(self) -> NewCustomerSession:
+    def session(self) -> AnySession:
         """The session with its current state and returned quantities."""
         items = self.submitted.cart_items
         if items is not None and any(self.returned):
@@ -183,7 +199,13 @@ class Sandbox:
         case_sensitivity: str = "insensitive-uppercase",
         strict_total: bool = True,
         rounding: str = ROUND_HALF_EVEN,
+        application_id: int = 1,
+        flatten_cart_items: bool = True,
     ) -> None:
+        if type(application_id) is not int or application_id < 1:
+            raise DefinitionError(
+                f"Sandbox(application_id=...) must be an integer >= 1, got {application_id!r}"
+            )
         if type(precision) is not int or not 0 <= precision <= 8:
             raise DefinitionError(
                 f"Sandbox(precision=...) must be an integer from 0 to 8, got {precision!r}"
@@ -205,8 +227,12 @@ class Sandbox:
             )
         self._now = parse_time(now, "Sandbox(now=...)")
         self.settings = Settings(
-            precision=precision, partial_discounts=bool(partial_discounts), rounding=rounding
+            precision=precision,
+            partial_discounts=bool(partial_discounts),
+            rounding=rounding,
+            flatten_cart_items=bool(flatten_cart_items),
         )
+        self.application_id = application_id
         self.case_sensitivity = case_sensitivity
         self.strict_total = bool(strict_total)
         normalizers: dict[str, Callable[[str], str]] = {
@@ -227,6 +253,9 @@ class Sandbox:
         self._coupons: dict[str, tuple[Campaign, Coupon]] = {}
         self._referrals: dict[str, tuple[Campaign, Referral]] = {}
         self._sessions: dict[str, StoredSession] = {}
+        self._first_sessions: dict[str, str] = {}  # profile -> the id of its first session
+        self._cost_ids: dict[str, int] = {}  # additional cost name -> additionalCostId
+        self._events = 0  # stored updates so far: the last event's id
         self.ledger = Ledger(self._lock)
         # True while this sandbox runs user rules (under the lock, so only the
         # evaluating thread can see it): a rule calling back in is refused.
@@ -503,65 +532,129 @@ class Sandbox:
 
     # -- evaluation -------------------------------------------------------------
 
-    def _world(self) -> World:
+    def _world(
+        self, *, now: datetime | None = None, evaluable: frozenset[int] | None = None
+    ) -> World:
         return World(
             campaigns=tuple(self._campaigns),
             coupons=MappingProxyType(self._coupons),
             referrals=MappingProxyType(self._referrals),
             counters=self.ledger.live_counters,
-            now=self._now,
+            now=self._now if now is None else now,
             settings=self.settings,
             normalize=self._normalize,
+            evaluable=evaluable,
+            cost_ids=MappingProxyType(self._cost_ids),
         )
 
-    def evaluate(self, session: NewCustomerSession | Mapping[str, Any]) -> Evaluation:
+    def evaluate(self, session: AnySession | IntegrationRequest | Mapping[str, Any]) -> Evaluation:
         """Evaluate a session without any lifecycle or storage (the engine, directly)."""
-        parsed = self._structure(session)
+        request = self._structure(session)
         with self._mutating("sb.evaluate()"), decimal.localcontext(ARITHMETIC):
-            return self._run_engine(parsed)
+            self._check_request(request, dry=False)
+            return self._run_engine(request.session)
 
-    def _run_engine(self, session: NewCustomerSession) -> Evaluation:
+    def _run_engine(
+        self,
+        session: AnySession,
+        *,
+        now: datetime | None = None,
+        evaluable: frozenset[int] | None = None,
+    ) -> Evaluation:
         """The engine, with user rules marked as running (see :meth:`_mutating`)."""
         self._evaluating = True
         try:
-            return evaluate(session, self._world())
+            return evaluate(session, self._world(now=now, evaluable=evaluable))
         finally:
             self._evaluating = False
 
-    def _structure(self, payload: Any) -> NewCustomerSession:
+    def _structure(self, payload: Any) -> _Request:
+        """The session of an update, its dialect, and what the answer must hold."""
+        if isinstance(payload, Mapping):
+            payload = session_from_wire(payload, strict_total=self.strict_total)
+        if isinstance(payload, IntegrationRequest):
+            return _Request(payload.customer_session, payload.response_content, "/customerSession")
+        if isinstance(payload, NewCustomerSessionV2):
+            return _Request(payload, None, "")
         if isinstance(payload, NewCustomerSession):
             if self.strict_total:
                 check_total(payload)
-            return payload
-        if isinstance(payload, Mapping):
-            return from_wire(NewCustomerSession, payload, strict_total=self.strict_total)
+            return _Request(payload, None, "")
         raise ValidationError(
             [
                 Problem(
                     "",
-                    f"a session must be a NewCustomerSession or a camelCase dict, got {type(payload).__name__}",
+                    "a session must be a NewCustomerSession, NewCustomerSessionV2, "
+                    f"IntegrationRequest or a camelCase dict, got {type(payload).__name__}",
                 )
             ]
         )
 
+    def _check_request(self, request: _Request, *, dry: bool) -> frozenset[int] | None:
+        """What only the sandbox can check: duplicate codes, evaluableCampaignIds.
+
+        Returns the campaigns a dry run evaluates (None: the running ones)."""
+        session = request.session
+        problems: list[Problem] = []
+        seen: dict[str, int] = {}
+        for index, code in enumerate(session.coupon_codes or ()):
+            stored = self._normalize(code)
+            if stored in seen:
+                problems.append(
+                    Problem(
+                        f"{request.prefix}/couponCodes/{index}",
+                        f"duplicates couponCodes[{seen[stored]}]: {describe(code)} is the same "
+                        f"code (compared {self.case_sensitivity}); send each code once",
+                    )
+                )
+            seen.setdefault(stored, index)
+        evaluable = getattr(session, "evaluable_campaign_ids", None)
+        if evaluable is not None and dry:
+            known = {c.id: c for c in self._campaigns}
+            for index, campaign_id in enumerate(evaluable):
+                if campaign_id not in known:
+                    problems.append(
+                        Problem(
+                            f"{request.prefix}/evaluableCampaignIds/{index}",
+                            f"no campaign with id {campaign_id}; the campaigns are "
+                            + (
+                                ", ".join(f"{c.id} ({c.name!r})" for c in self._campaigns) or "none"
+                            ),
+                        )
+                    )
+        if problems:
+            raise ValidationError(problems, subject="session")
+        return frozenset(evaluable) if evaluable is not None and dry else None
+
     # -- lifecycle ---------------------------------------------------------------
 
     def update(
-        self, session_id: str, session: NewCustomerSession | Mapping[str, Any], *, dry: bool = False
+        self,
+        session_id: str,
+        session: AnySession | IntegrationRequest | Mapping[str, Any],
+        *,
+        dry: bool = False,
+        now: Any = None,
     ) -> IntegrationState:
-        """Talon.One's ``updateCustomerSession``: evaluate, and store unless ``dry``.
+        """Talon.One's ``updateCustomerSessionV2``: evaluate, and store unless ``dry``.
 
-        Updating an open (or closing) session replaces its stored version with the
-        request, as the seed's V1 model is used here; only a cancel keeps the stored
-        fields the request leaves out. A dry run answers exactly what the same real
-        update would, and stores nothing.
+        ``session`` is a V1 ``NewCustomerSession`` (which replaces the stored
+        session), a ``NewCustomerSessionV2`` or ``IntegrationRequest`` (merged
+        onto the stored session: a field sent replaces the stored one, a field
+        left out keeps it, ``couponCodes: []`` and ``referralCode: ""``
+        discard), or a wire dict of either (DESIGN.md section 3). A dry run
+        answers what the same real update would and stores nothing; a V2 dry
+        run evaluates the payload alone, honours ``evaluableCampaignIds`` and
+        may move the clock forward for itself with ``now``.
         """
         _check_session_id(session_id)
-        parsed = self._structure(session)
+        request = self._structure(session)
         with self._mutating("sb.update()"), decimal.localcontext(ARITHMETIC):
+            evaluable = self._check_request(request, dry=dry)
+            at = self._dry_now(now, dry=dry)
             stored = self._sessions.get(session_id)
             current = stored.state if stored else None
-            asked = parsed.state
+            asked = _asked_state(request.session, current)
             if asked not in _UPDATE_MOVES[current]:
                 raise TransitionError(
                     session_id,
@@ -570,32 +663,44 @@ class Sandbox:
                     _legal(current),
                     detail=_why_not(current, asked),
                 )
+            session_now = _session_to_evaluate(request.session, stored, asked, dry=dry)
             if (
                 asked is SessionState.CANCELLED
                 and stored is not None
                 and current is not SessionState.OPEN
             ):
-                _check_repeats(session_id, stored, parsed)
+                _check_repeats(session_id, stored, request.session)
                 return self._rollback(stored, SessionState.CANCELLED, dry=dry)
+            meta = self._meta(session_id, stored, session_now, at)
             if asked is SessionState.CANCELLED:
                 # open -> cancelled: nothing was committed, nothing to roll back. Fields the
                 # request leaves out keep their stored values (Talon.One's PUT builds on them).
                 assert stored is not None
-                kept = _merged(stored.submitted, parsed)
-                result = IntegrationState(session_id, kept, (), dry=dry, action="cancel")
+                result = IntegrationState(
+                    session_id,
+                    session_now,
+                    (),
+                    dry=dry,
+                    action="cancel",
+                    meta=meta,
+                    response_content=request.response_content,
+                )
                 if not dry:
                     self._sessions[session_id] = StoredSession(
-                        session_id, kept, SessionState.CANCELLED, ()
+                        session_id, session_now, SessionState.CANCELLED, (), meta=meta
                     )
                 return result
-            evaluation = self._run_engine(parsed)
+            evaluation = self._run_engine(session_now, now=at, evaluable=evaluable)
             state = IntegrationState(
                 session_id,
-                parsed,
+                session_now,
                 evaluation.effects,
                 evaluation.failures,
                 trace=evaluation.trace,
                 dry=dry,
+                meta=meta,
+                response_content=request.response_content,
+                extras=self._extras(request, session_id, session_now, evaluation, meta, stored),
             )
             if dry:
                 return state
@@ -604,7 +709,7 @@ class Sandbox:
             if asked is SessionState.CLOSED:
                 new_stored = StoredSession(
                     session_id,
-                    parsed,
+                    session_now,
                     SessionState.CLOSED,
                     evaluation.effects,
                     closed_with=evaluation,
@@ -614,20 +719,147 @@ class Sandbox:
                         for i, e in enumerate(evaluation.effects)
                         if e.effect_type.is_discount
                     ),
-                    returned=tuple(0 for _ in parsed.cart_items or ()),
-                    sales_left=parsed.effective_total,
+                    returned=tuple(0 for _ in session_now.cart_items or ()),
+                    sales_left=session_now.effective_total,
+                    meta=meta,
                 )
                 self.ledger.commit(
-                    evaluation.charges, profile=parsed.profile_id, sales=parsed.effective_total
+                    evaluation.charges,
+                    profile=session_now.profile_id,
+                    sales=session_now.effective_total,
                 )
             else:
                 new_stored = StoredSession(
-                    session_id, parsed, SessionState.OPEN, evaluation.effects
+                    session_id, session_now, SessionState.OPEN, evaluation.effects, meta=meta
                 )
-            if parsed.profile_id:
-                self.ledger.touch_profile(parsed.profile_id)
-            self._sessions[session_id] = new_stored
+            self._store(new_stored)
             return state
+
+    def _store(self, stored: StoredSession) -> None:
+        """Keep a session, and note the first session of its profile."""
+        self._events += 1
+        profile = stored.submitted.profile_id
+        if profile:
+            self.ledger.touch_profile(profile)
+            self._first_sessions.setdefault(profile, stored.session_id)
+        self._sessions[stored.session_id] = stored
+
+    def _meta(
+        self,
+        session_id: str,
+        stored: StoredSession | None,
+        session: AnySession,
+        at: datetime,
+    ) -> SessionMeta:
+        """The CustomerSessionV2 fields of this answer; a dry run gets what the real one would."""
+        profile = session.profile_id
+        first = not profile or self._first_sessions.get(profile, session_id) == session_id
+        if stored is not None and stored.meta is not None:
+            return attrs.evolve(
+                stored.meta,
+                updated=at,
+                update_count=stored.meta.update_count + 1,
+                first_session=first,
+            )
+        number = self._peek_session_number()
+        return SessionMeta(number, at, at, self.application_id, first, 1)
+
+    def _extras(
+        self,
+        request: _Request,
+        session_id: str,
+        session: AnySession,
+        evaluation: Evaluation,
+        meta: SessionMeta,
+        stored: StoredSession | None,
+    ) -> dict[str, Any]:
+        """The parts of the answer that ``responseContent`` asked for, as of now."""
+        asked = request.response_content
+        if not asked:
+            return {}
+        parts: dict[str, Any] = {}
+        if ResponseContent.COUPONS in asked:
+            entries = (self._coupons.get(self._normalize(c)) for c in session.coupon_codes or ())
+            parts["coupons"] = [
+                coupon_wire(campaign, coupon, self.ledger, session.profile_id, self._now)
+                for campaign, coupon in filter(None, entries)
+            ]
+        if ResponseContent.REFERRAL in asked and session.referral_code:
+            entry = self._referrals.get(self._normalize(session.referral_code))
+            if entry is not None:
+                parts["referral"] = referral_wire(
+                    *entry, self.ledger, self._referred(entry[1].code), self._now
+                )
+        if ResponseContent.TRIGGERED_CAMPAIGNS in asked:
+            by_id = {c.id: c for c in self._campaigns}
+            parts["triggeredCampaigns"] = [
+                campaign_wire(by_id[i], self.application_id, self._now)
+                for i in triggered_campaign_ids(evaluation.effects)
+            ]
+        if ResponseContent.EVENT in asked:
+            assert session.state is not None
+            kind = event_type(stored.state if stored else None, session.state)
+            parts["event"] = event_wire(
+                self._events + 1,
+                kind,
+                self.application_id,
+                session_id,
+                session.profile_id,
+                evaluation.effects,
+                meta.updated,
+            )
+        if ResponseContent.LOYALTY in asked:
+            parts["loyalty"] = {"programs": {}}  # the sandbox has no loyalty programs
+        if ResponseContent.AWARDED_GIVEAWAYS in asked:
+            parts["awardedGiveaways"] = []
+        if ResponseContent.PREVIOUS_RETURNS in asked:
+            parts["previousReturns"] = returns_wire(stored, self.application_id, meta.id)
+        return parts
+
+    def _referred(self, code: str) -> list[str]:
+        """The friends whose closed sessions redeemed a referral code."""
+        friends: dict[str, None] = {}
+        for stored in self._sessions.values():
+            if stored.state in (SessionState.CLOSED, SessionState.PARTIALLY_RETURNED):
+                for effect in stored.effects:
+                    if (
+                        effect.effect_type is EffectType.ACCEPT_REFERRAL
+                        and self._normalize(str(effect.value)) == code
+                        and stored.submitted.profile_id
+                    ):
+                        friends.setdefault(stored.submitted.profile_id)
+        return list(friends)
+
+    def _cost_id(self, name: str) -> int:
+        """The ``additionalCostId`` of an additional cost, given when a rule first names it."""
+        return self._cost_ids.setdefault(name, len(self._cost_ids) + 1)
+
+    def _peek_session_number(self) -> int:
+        # Sessions are never deleted, so the next one's number is the count so far plus one.
+        return len(self._sessions) + 1
+
+    def _dry_now(self, now: Any, *, dry: bool) -> datetime:
+        """The clock of this update: the sandbox's, or a dry run's ``now`` (future only)."""
+        if now is None:
+            return self._now
+        if not dry:
+            raise ValidationError(
+                [Problem("now", "'now' is only for dry runs (dry=True), as in Talon.One")],
+                subject="request",
+            )
+        at = parse_time(now, "update(now=...)")
+        if at < self._now:
+            raise ValidationError(
+                [
+                    Problem(
+                        "now",
+                        f"'now' must not be before the sandbox clock ({self._now.isoformat()}): "
+                        f"{at.isoformat()}; Talon.One's dry runs look ahead only",
+                    )
+                ],
+                subject="request",
+            )
+        return at
 
     def reopen(self, session_id: str, *, dry: bool = False) -> IntegrationState:
         """Talon.One's ``reopenCustomerSession``: closed -> open, rolling back what close committed."""
@@ -686,6 +918,7 @@ class Sandbox:
             for i, share in rollbacks:
                 new_left[i] -= share
             releases = _budget_releases(stored.committed, dict(rollbacks))
+            meta = self._touched(stored)
             new_stored = attrs.evolve(
                 stored,
                 state=SessionState.PARTIALLY_RETURNED,
@@ -693,9 +926,11 @@ class Sandbox:
                 discounts_left=tuple(new_left.items()),
                 committed=_minus(stored.committed, releases),
                 sales_left=_sales_left(stored, cart, returned, returned_value),
+                meta=meta,
+                returns=(*stored.returns, (len(stored.returns) + 1, self._now, tuple(parsed))),
             )
             result = IntegrationState(
-                session_id, new_stored.session, effects, dry=dry, action="return"
+                session_id, new_stored.session, effects, dry=dry, action="return", meta=meta
             )
             if not dry:
                 self.ledger.release(
@@ -705,6 +940,13 @@ class Sandbox:
                 )
                 self._sessions[session_id] = new_stored
             return result
+
+    def _touched(self, stored: StoredSession) -> SessionMeta:
+        """The stored session's meta after one more update (a cancel, reopen or return)."""
+        assert stored.meta is not None  # every stored session has one
+        return attrs.evolve(
+            stored.meta, updated=self._now, update_count=stored.meta.update_count + 1
+        )
 
     def _require(self, session_id: str) -> StoredSession:
         _check_session_id(session_id)
@@ -733,12 +975,14 @@ class Sandbox:
             if effect.effect_type.is_discount and left.get(index):
                 effects.append(_rollback_discount(effect, left[index]))
         session = attrs.evolve(stored.session, state=to)
+        meta = self._touched(stored)
         result = IntegrationState(
             stored.session_id,
             session,
             tuple(effects),
             dry=dry,
             action="reopen" if to is SessionState.OPEN else "cancel",
+            meta=meta,
         )
         if dry:
             return result
@@ -748,9 +992,13 @@ class Sandbox:
                 attrs.evolve(stored.submitted, state=SessionState.OPEN),
                 SessionState.OPEN,
                 (),
+                meta=meta,
+                returns=stored.returns,
             )
         else:
-            new_stored = attrs.evolve(stored, state=to, committed=(), discounts_left=(), effects=())
+            new_stored = attrs.evolve(
+                stored, state=to, committed=(), discounts_left=(), effects=(), meta=meta
+            )
         self.ledger.release(
             stored.committed,
             profile=stored.submitted.profile_id,
@@ -840,9 +1088,15 @@ def _return_shares(
     shares = []
     for index, value in left.items():
         effect = effects[index]
-        if effect.effect_type is EffectType.SET_DISCOUNT_PER_ITEM:
+        if effect.effect_type.is_item_discount:
             pos = effect.props["position"]
             if not back[pos]:
+                continue
+            sub = effect.props.get("subPosition")
+            if sub is not None:
+                # A flattened cart: units are returned in subPosition order, each whole.
+                if before[pos] <= sub < before[pos] + back[pos]:
+                    shares.append((index, value))
                 continue
             units_left = cart[pos].quantity - before[pos]
             last = back[pos] == units_left
@@ -871,29 +1125,104 @@ def _sales_left(
     return stored.sales_left - share
 
 
-def _merged(stored: NewCustomerSession, asked: NewCustomerSession) -> NewCustomerSession:
-    """``asked`` over ``stored``: a field the request leaves out keeps its stored value."""
+@attrs.frozen
+class _Request:
+    """An update's session, what its answer must hold, and where its fields are
+    on the wire (``/customerSession`` inside an IntegrationRequest)."""
+
+    session: AnySession
+    response_content: tuple[ResponseContent, ...] | None
+    prefix: str
+
+
+def as_v2(session: AnySession) -> NewCustomerSessionV2:
+    """A session in V2 form: ``coupon`` -> ``couponCodes``, ``referral`` ->
+    ``referralCode``; a V1 client ``total`` has no V2 field (V2 computes it)."""
+    if isinstance(session, NewCustomerSessionV2):
+        return session
+    return NewCustomerSessionV2(
+        profile_id=session.profile_id,
+        coupon_codes=(session.coupon,) if session.coupon is not None else None,
+        referral_code=session.referral,
+        state=session.state,
+        cart_items=session.cart_items,
+        identifiers=session.identifiers,
+        attributes=session.attributes,
+    )
+
+
+def _v1_fields_sent(session: NewCustomerSession) -> NewCustomerSessionV2:
+    """A V1 request as the V2 fields it sent (its default ``state`` counts as sent)."""
+    return as_v2(session)
+
+
+def _merged_v2(stored: NewCustomerSessionV2, asked: NewCustomerSessionV2) -> NewCustomerSessionV2:
+    """Talon.One's merge (reference 1.1): a field sent replaces the stored one (arrays
+    and maps wholesale), a field left out keeps it; ``referralCode: ""`` discards."""
     changes = {
         a.name: getattr(asked, a.name)
-        for a in attrs.fields(NewCustomerSession)
+        for a in attrs.fields(NewCustomerSessionV2)
         if getattr(asked, a.name) is not None
     }
+    if changes.get("referral_code") == "":
+        changes["referral_code"] = None
     return attrs.evolve(stored, **changes)
 
 
-def _check_repeats(session_id: str, stored: StoredSession, asked: NewCustomerSession) -> None:
+def _asked_state(session: AnySession, current: SessionState | None) -> SessionState:
+    if session.state is not None:
+        return session.state
+    # A V2 update without a state keeps the stored one; a new session starts open.
+    return current or SessionState.OPEN
+
+
+def _session_to_evaluate(
+    asked: AnySession, stored: StoredSession | None, state: SessionState, *, dry: bool
+) -> AnySession:
+    """What the update evaluates and stores (DESIGN.md section 3).
+
+    V1 replaces the stored session (an open session's cancel keeps the fields it
+    leaves out). V2 merges onto the stored session, in V2 form; a V2 dry run
+    evaluates the payload alone.
+    """
+    if isinstance(asked, NewCustomerSession):
+        if state is not SessionState.CANCELLED or stored is None:
+            return asked
+        if isinstance(stored.submitted, NewCustomerSession):
+            changes = {
+                a.name: getattr(asked, a.name)
+                for a in attrs.fields(NewCustomerSession)
+                if getattr(asked, a.name) is not None
+            }
+            return attrs.evolve(stored.submitted, **changes)
+        asked = _v1_fields_sent(asked)
+    if dry or stored is None:
+        merged = asked
+        if merged.referral_code == "":
+            merged = attrs.evolve(merged, referral_code=None)
+    else:
+        merged = _merged_v2(as_v2(stored.submitted), asked)
+    return attrs.evolve(merged, state=state)
+
+
+def _check_repeats(session_id: str, stored: StoredSession, asked: AnySession) -> None:
     """A cancel may repeat the stored fields; a field that differs is an error."""
-    for field in attrs.fields(NewCustomerSession):
+    from sandbox.models import wire_name
+
+    if type(asked) is type(stored.submitted):
+        before: AnySession = stored.submitted
+        sent = asked
+    else:
+        before, sent = as_v2(stored.submitted), as_v2(asked)
+    for field in attrs.fields(type(sent)):
         if field.name == "state":
             continue
-        value = getattr(asked, field.name)
-        if value is not None and value != getattr(stored.submitted, field.name):
-            from sandbox.models import wire_name
-
+        value = getattr(sent, field.name)
+        if value is not None and value != getattr(before, field.name):
             raise TransitionError(
                 session_id,
                 stored.state.value,
-                asked.state.value,
+                SessionState.CANCELLED.value,
                 _legal(stored.state),
                 detail=f"a {stored.state.value} session can only be cancelled as it is, "
                 f"but {wire_name(field)!r} differs from the stored value",
@@ -916,9 +1245,18 @@ def _rollback_of(effect: Effect, kind: EffectType, props: dict[str, Any]) -> Eff
 
 
 def _rollback_discount(effect: Effect, value: Decimal) -> Effect:
-    props: dict[str, Any] = {"name": effect.props["name"], "value": value}
-    if effect.effect_type is EffectType.SET_DISCOUNT_PER_ITEM:
-        props["cartItemPosition"] = effect.props["position"]
+    """Talon.One's ``rollbackDiscount`` of (part of) a committed discount."""
+    given = effect.props
+    props: dict[str, Any] = {"name": given["name"], "value": value}
+    if "position" in given:
+        props["cartItemPosition"] = given["position"]
+        if "subPosition" in given:
+            props["cartItemSubPosition"] = given["subPosition"]
+    if "additionalCostId" in given:
+        props["additionalCostId"] = given["additionalCostId"]
+        props["additionalCost"] = given["additionalCost"]
+        props["scope"] = "additionalCosts"
+    elif effect.effect_type is EffectType.SET_DISCOUNT_PER_ITEM:
         props["scope"] = "price"
     else:
         props["scope"] = "sessionTotal"

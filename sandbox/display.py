@@ -52,11 +52,11 @@ _HEADINGS = ("effect", "campaign", "rule", "props")
 def _heading(state: IntegrationState) -> str:
     s = state.session
     codes = "".join(
-        f", {kind} <code>{_esc(code)}</code>"
-        for kind, code in (("coupon", s.coupon), ("referral", s.referral))
-        if code
+        [f", coupon <code>{_esc(code)}</code>" for code in s.coupon_codes or ()]
+        + ([f", referral <code>{_esc(s.referral_code)}</code>"] if s.referral_code else [])
     )
-    parts = [f"<b>session {_esc(state.session_id)}</b> ({_esc(s.state.value)})"]
+    state_name = s.state.value if s.state is not None else "open"
+    parts = [f"<b>session {_esc(state.session_id)}</b> ({_esc(state_name)})"]
     parts.append(f"total {_esc(s.effective_total)}{codes}")
     rollbacks = state.rollbacks
     if rollbacks:

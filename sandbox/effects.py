@@ -30,12 +30,16 @@ __all__ = [
     "AddFreeItem",
     "EffectSpec",
     "SetDiscount",
+    "SetDiscountPerAdditionalCost",
+    "SetDiscountPerAdditionalCostPerItem",
     "SetDiscountPerItem",
     "ShowNotification",
     "TriggerWebhook",
     "UpdateAttribute",
     "add_free_item",
     "set_discount",
+    "set_discount_per_additional_cost",
+    "set_discount_per_additional_cost_per_item",
     "set_discount_per_item",
     "show_notification",
     "trigger_webhook",
@@ -130,6 +134,46 @@ class SetDiscountPerItem:
 
 
 @attrs.frozen(repr=False)
+class SetDiscountPerAdditionalCost:
+    """A discount on one of the session's additional costs (``additionalCosts``).
+
+    ``percent`` is of the cost's price; the discount never takes it below zero.
+    A session without that cost fails the rule at this effect.
+    """
+
+    name: str
+    cost: str
+    amount: Decimal | Callable[[Context], Any] | None = None
+    percent: Decimal | None = None
+    effect_type = EffectType.SET_DISCOUNT_PER_ADDITIONAL_COST
+    builder = "set_discount_per_additional_cost"
+
+    def __repr__(self) -> str:
+        return _show(self, ("cost", "amount", "percent"), "name")
+
+
+@attrs.frozen(repr=False)
+class SetDiscountPerAdditionalCostPerItem:
+    """A discount on an additional cost of each cart item matching ``where``.
+
+    Per unit when the cart is flattened, per line otherwise; a fixed ``amount``
+    is per unit. Talon.One: "If one or more items do not have an additional
+    cost, the rule will fail", so a matching item without ``cost`` fails it.
+    """
+
+    name: str
+    cost: str
+    amount: Decimal | Callable[[Context], Any] | None = None
+    percent: Decimal | None = None
+    where: Callable[[CartItem], Any] | None = None
+    effect_type = EffectType.SET_DISCOUNT_PER_ADDITIONAL_COST_PER_ITEM
+    builder = "set_discount_per_additional_cost_per_item"
+
+    def __repr__(self) -> str:
+        return _show(self, ("cost", "amount", "percent", "where"), "name")
+
+
+@attrs.frozen(repr=False)
 class AddFreeItem:
     sku: str
     name: str
@@ -178,6 +222,8 @@ class TriggerWebhook:
 EffectSpec: TypeAlias = (
     SetDiscount
     | SetDiscountPerItem
+    | SetDiscountPerAdditionalCost
+    | SetDiscountPerAdditionalCostPerItem
     | AddFreeItem
     | ShowNotification
     | UpdateAttribute
@@ -186,6 +232,8 @@ EffectSpec: TypeAlias = (
 EFFECT_SPECS = (
     SetDiscount,
     SetDiscountPerItem,
+    SetDiscountPerAdditionalCost,
+    SetDiscountPerAdditionalCostPerItem,
     AddFreeItem,
     ShowNotification,
     UpdateAttribute,
@@ -220,6 +268,49 @@ def set_discount_per_item(
             f"set_discount_per_item(where=...) must be a callable taking a CartItem, got {where!r}"
         )
     return SetDiscountPerItem(_name(name, "set_discount_per_item(name)"), fixed, pct, where)
+
+
+def _cost_name(value: Any, builder: str) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 1000:
+        raise DefinitionError(
+            f"{builder}(cost=...) must name an additional cost such as 'shipping', got {value!r}"
+        )
+    return value
+
+
+def set_discount_per_additional_cost(
+    name: str, *, cost: str, amount: Amount | None = None, percent: Any = None
+) -> SetDiscountPerAdditionalCost:
+    """``setDiscountPerAdditionalCost``: ``amount`` or ``percent`` off the session's ``cost``.
+
+    >>> set_discount_per_additional_cost("Free shipping", cost="shipping", percent=100)
+    set_discount_per_additional_cost('Free shipping', cost='shipping', percent=Decimal('100'))
+    """
+    builder = "set_discount_per_additional_cost"
+    fixed, pct = _one_of_amount_percent(builder, amount, percent)
+    return SetDiscountPerAdditionalCost(
+        _name(name, f"{builder}(name)"), _cost_name(cost, builder), fixed, pct
+    )
+
+
+def set_discount_per_additional_cost_per_item(
+    name: str,
+    *,
+    cost: str,
+    amount: Amount | None = None,
+    percent: Any = None,
+    where: Callable[[CartItem], Any] | None = None,
+) -> SetDiscountPerAdditionalCostPerItem:
+    """``setDiscountPerAdditionalCostPerItem``: off each matching item's ``cost``."""
+    builder = "set_discount_per_additional_cost_per_item"
+    fixed, pct = _one_of_amount_percent(builder, amount, percent)
+    if where is not None and not callable(where):
+        raise DefinitionError(
+            f"{builder}(where=...) must be a callable taking a CartItem, got {where!r}"
+        )
+    return SetDiscountPerAdditionalCostPerItem(
+        _name(name, f"{builder}(name)"), _cost_name(cost, builder), fixed, pct, where
+    )
 
 
 def add_free_item(sku: str, name: str | None = None, *, quantity: int = 1) -> AddFreeItem:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import decimal
+import functools
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -31,18 +32,20 @@ from sandbox.effects import (
     AddFreeItem,
     EffectSpec,
     SetDiscount,
+    SetDiscountPerAdditionalCost,
+    SetDiscountPerAdditionalCostPerItem,
     SetDiscountPerItem,
     ShowNotification,
     TriggerWebhook,
     UpdateAttribute,
 )
 from sandbox.errors import RuleError
-from sandbox.ledger import Charge, CounterKey, period_bucket, usage_key
+from sandbox.ledger import Charge, CounterKey, period_bucket, profile_usage_key, usage_key
 from sandbox.models import (
     ARITHMETIC,
     MAX_MONEY,
+    AnySession,
     CartItem,
-    NewCustomerSession,
     bound_problem,
     describe,
 )
@@ -62,6 +65,7 @@ from sandbox.talon import (
 __all__ = ["Context", "Evaluation", "Settings", "World", "evaluate"]
 
 ZERO = Decimal(0)
+ONE = Decimal(1)
 BASE_GROUP_ID = 1  # Talon.One's base group of every Application is stackable
 
 
@@ -70,11 +74,17 @@ class Settings:
     precision: int = 2
     partial_discounts: bool = False
     rounding: str = ROUND_HALF_EVEN
+    flatten_cart_items: bool = True
 
 
 @attrs.frozen
 class World:
-    """A read-only view of what an evaluation may look at."""
+    """A read-only view of what an evaluation may look at.
+
+    ``evaluable`` is a dry run's ``evaluableCampaignIds``: only those campaigns
+    are evaluated, disabled ones included. ``cost_ids`` gives each additional
+    cost a rule discounts its id (``additionalCostId``).
+    """
 
     campaigns: Sequence[Campaign]
     coupons: Mapping[str, tuple[Campaign, Coupon]]
@@ -83,27 +93,36 @@ class World:
     now: datetime
     settings: Settings
     normalize: Callable[[str], str]
+    evaluable: frozenset[int] | None = None
+    cost_ids: Mapping[str, int] = attrs.Factory(dict)
 
 
 class Context:
-    """What a condition sees: one session, in one campaign, at one instant."""
+    """What a condition sees: one session, in one campaign, at one instant.
+
+    ``coupon`` is the campaign's own valid code (``coupon_valid`` says there is
+    one); ``coupon_codes`` every code the session sent.
+    """
 
     __slots__ = (
+        "additional_costs",
         "attributes",
         "campaign",
         "coupon",
+        "coupon_codes",
         "coupon_valid",
         "identifiers",
         "items",
         "now",
         "profile_id",
         "referral",
+        "referral_code",
         "referral_valid",
         "session",
         "total",
     )
 
-    def __init__(self, session: NewCustomerSession, now: datetime) -> None:
+    def __init__(self, session: AnySession, now: datetime) -> None:
         self.session = session
         self.total: Decimal = session.effective_total
         self.items: tuple[CartItem, ...] = session.cart_items or ()
@@ -111,6 +130,11 @@ class Context:
         self.profile_id: str = session.profile_id or ""
         self.identifiers: tuple[str, ...] = session.identifiers or ()
         self.attributes: Mapping[str, Any] = MappingProxyType(session.attributes or {})
+        self.coupon_codes: tuple[str, ...] = session.coupon_codes or ()
+        self.referral_code: str = session.referral_code or ""
+        self.additional_costs: Mapping[str, Decimal] = MappingProxyType(
+            {name: cost.price for name, cost in (session.additional_costs or {}).items()}
+        )
         self.now = now
         self.campaign: str | None = None
         self.coupon_valid: bool = False
@@ -121,13 +145,9 @@ class Context:
     def for_campaign(self, campaign: str) -> Context:
         """A copy for one campaign; the session-derived fields are computed once per run."""
         ctx = object.__new__(Context)
-        ctx.session, ctx.total, ctx.items = self.session, self.total, self.items
-        ctx.profile_id, ctx.identifiers, ctx.attributes = (
-            self.profile_id,
-            self.identifiers,
-            self.attributes,
-        )
-        ctx.now, ctx.campaign = self.now, campaign
+        for name in _SESSION_SLOTS:
+            setattr(ctx, name, getattr(self, name))
+        ctx.campaign = campaign
         ctx.coupon_valid = ctx.referral_valid = False
         ctx.coupon = ctx.referral = None
         return ctx
@@ -137,6 +157,20 @@ class Context:
             f"Context(total={self.total}, profile_id={self.profile_id!r}, "
             f"items={len(self.items)}, campaign={self.campaign!r})"
         )
+
+
+_SESSION_SLOTS = (
+    "session",
+    "total",
+    "items",
+    "profile_id",
+    "identifiers",
+    "attributes",
+    "coupon_codes",
+    "referral_code",
+    "additional_costs",
+    "now",
+)
 
 
 @attrs.frozen
@@ -187,10 +221,25 @@ def _room(
     return limit.limit - counters.get(key, ZERO) - pending.get(key, ZERO)
 
 
+@attrs.frozen
+class _Code:
+    """A submitted code: as sent, as stored (case-normalised), and what it is, if anything."""
+
+    sent: str
+    stored: str
+    campaign: Campaign | None
+    definition: Coupon | Referral | None
+
+
+# Where a discount takes its value from: the session total, one item (a unit of it when
+# flattened: sub is not None), the session's cost, or an item's cost.
+_Slot = tuple[Any, ...]
+
+
 class _Run:
     """Scratch state of one evaluation; discarded when it returns."""
 
-    def __init__(self, session: NewCustomerSession, world: World) -> None:
+    def __init__(self, session: AnySession, world: World) -> None:
         self.session = session
         self.world = world
         self.now = world.now
@@ -203,19 +252,43 @@ class _Run:
         self.trace: list[CampaignTrace] = []
         self.pending: dict[CounterKey, Decimal] = {}
         self.charges: list[Charge] = []
-        items = session.cart_items or ()
         self.total = session.effective_total
         self.session_left = self.total
-        self.item_left = [item.line_total for item in items]
+        self.left: dict[_Slot, Decimal] = {}  # what each item, unit and cost has left
         self.discount_by_name: dict[str, int] = {}
         # The submitted codes, looked up once (case-normalised) for the whole run.
         normalize = world.normalize
-        self.coupon_code = normalize(session.coupon) if session.coupon else None
-        self.referral_code = normalize(session.referral) if session.referral else None
-        self.coupon_entry = world.coupons.get(self.coupon_code) if self.coupon_code else None
-        self.referral_entry = (
-            world.referrals.get(self.referral_code) if self.referral_code else None
+        self.coupons = [
+            _Code(sent, normalize(sent), *(world.coupons.get(normalize(sent)) or (None, None)))
+            for sent in session.coupon_codes or ()
+        ]
+        referral = session.referral_code
+        self.referral = (
+            _Code(
+                referral,
+                normalize(referral),
+                *(world.referrals.get(normalize(referral)) or (None, None)),
+            )
+            if referral
+            else None
         )
+        # The code each campaign's rules see (DESIGN.md section 4), by campaign id.
+        self.campaign_coupon: dict[int, _Code] = {}
+        self.campaign_referral: dict[int, _Code] = {}
+
+    def is_running(self, campaign: Campaign) -> bool:
+        if self.world.evaluable is not None:
+            # A dry run's evaluableCampaignIds: evaluated even if disabled (reference 1.1).
+            return (
+                campaign.id in self.world.evaluable
+                and campaign.state is not CampaignState.ARCHIVED
+                and campaign.is_live(self.now)
+            )
+        return campaign.is_running(self.now)
+
+    def left_of(self, slot: _Slot, initial: Decimal) -> Decimal:
+        found = self.left.get(slot)
+        return initial if found is None else found
 
     # -- codes --------------------------------------------------------------
 
@@ -242,7 +315,13 @@ class _Run:
                 f"campaign {campaign.name!r} is archived",
                 ExclusionReason.NOT_IN_EVALUATION_SET,
             )
-        if not campaign.is_running(self.now):
+        if self.world.evaluable is not None and campaign.id not in self.world.evaluable:
+            return _CodeCheck(
+                reasons.PART_OF_NOT_TRIGGERED_CAMPAIGN,
+                f"campaign {campaign.name!r} is not in the dry run's evaluableCampaignIds",
+                ExclusionReason.NOT_IN_EVALUATION_SET,
+            )
+        if not self.is_running(campaign):
             return _CodeCheck(
                 reasons.PART_OF_NOT_RUNNING_CAMPAIGN, _not_running(campaign, self.now)
             )
@@ -404,13 +483,22 @@ def _not_running(campaign: Campaign, now: datetime) -> str:
 
 @attrs.define
 class _Desired:
-    """An effect a fired rule wants, before caps and budgets."""
+    """An effect a fired rule wants, before caps and budgets.
+
+    A discount takes its value from a ``slot`` (the session, an item or a unit
+    of it, a cost) that starts at ``base``; ``missing`` says why it cannot be
+    applied at all (an item without the additional cost the effect discounts).
+    """
 
     spec: EffectSpec
     effect_index: int
     value: Decimal | None = None  # discounts: rounded, before any cap
     position: int | None = None  # per-item discounts
+    sub_position: int | None = None  # per-unit discounts of a flattened cart
+    slot: _Slot | None = None
+    base: Decimal = ZERO
     props: dict[str, Any] = attrs.Factory(dict)
+    missing: str | None = None
 
 
 @attrs.define
@@ -564,9 +652,10 @@ def _run_rules(run: _Run, campaign: Campaign, ctx: Context) -> _CampaignOutcome:
 
 
 def _failure(run: _Run, campaign: Campaign, rule: Rule, **fields: Any) -> RuleFailureReason:
-    coupon, referral = run.coupon_entry, run.referral_entry
-    coupon_def = coupon[1] if coupon and coupon[0] is campaign else None
-    referral_def = referral[1] if referral and referral[0] is campaign else None
+    coupon = run.campaign_coupon.get(campaign.id)
+    referral = run.campaign_referral.get(campaign.id)
+    coupon_def = coupon.definition if coupon else None
+    referral_def = referral.definition if referral else None
     return RuleFailureReason(
         campaign_id=campaign.id,
         campaign_name=campaign.name,
@@ -583,45 +672,108 @@ def _failure(run: _Run, campaign: Campaign, rule: Rule, **fields: Any) -> RuleFa
     )
 
 
+def _matches(spec: Any, item: CartItem, campaign: Campaign, rule: Rule, index: int) -> bool:
+    if spec.where is None:
+        return True
+    try:
+        return as_bool(spec.where(item))
+    except NotABoolError as exc:
+        raise RuleError(
+            campaign.name,
+            rule.title,
+            f"effect {index} where=",
+            problem=f"{exc}: where= must return True or False for each item",
+        ) from None
+    except Exception as exc:
+        raise RuleError(campaign.name, rule.title, f"effect {index} where=", exc) from exc
+
+
+def _units(run: _Run, item: CartItem) -> Iterable[int | None]:
+    """The units a per-item effect sees: each of them when flattened, else the line."""
+    if run.settings.flatten_cart_items:
+        return range(item.quantity)
+    return (None,)
+
+
 def _desire(run: _Run, campaign: Campaign, rule: Rule, ctx: Context) -> Iterable[_Desired]:
+    quantize = functools.partial(Decimal.quantize, exp=run.quantum, rounding=run.settings.rounding)
     for index, spec in enumerate(rule.effects):
         if isinstance(spec, SetDiscount):
             if spec.percent is not None:
                 raw = run.total * spec.percent / 100
             else:
                 raw = _amount_of(spec.amount, ctx, campaign, rule, index)
-            yield _Desired(spec, index, value=raw.quantize(run.quantum, run.settings.rounding))
+            yield _Desired(spec, index, value=quantize(raw))
         elif isinstance(spec, SetDiscountPerItem):
             for position, item in enumerate(ctx.items):
-                if spec.where is not None:
-                    try:
-                        matches = as_bool(spec.where(item))
-                    except NotABoolError as exc:
-                        raise RuleError(
-                            campaign.name,
-                            rule.title,
-                            f"effect {index} where=",
-                            problem=f"{exc}: where= must return True or False for each item",
-                        ) from None
-                    except Exception as exc:
-                        raise RuleError(
-                            campaign.name, rule.title, f"effect {index} where=", exc
-                        ) from exc
-                    if not matches:
-                        continue
-                line = item.line_total
-                if spec.percent is not None:
-                    raw = line * spec.percent / 100
-                else:
-                    # Per unit; the cap at the line happens when applied, so a capped
-                    # item discount reports desiredValue (DESIGN.md section 4).
-                    raw = _amount_of(spec.amount, ctx, campaign, rule, index) * item.quantity
+                if not _matches(spec, item, campaign, rule, index):
+                    continue
+                price = item.price or ZERO
+                for sub in _units(run, item):
+                    base = price if sub is not None else item.line_total
+                    if spec.percent is not None:
+                        raw = base * spec.percent / 100
+                    else:
+                        # Per unit; the cap at the unit (or line) happens when applied, so a
+                        # capped item discount reports desiredValue (DESIGN.md section 4).
+                        amount = _amount_of(spec.amount, ctx, campaign, rule, index)
+                        raw = amount if sub is not None else amount * item.quantity
+                    yield _Desired(
+                        spec,
+                        index,
+                        value=quantize(raw),
+                        position=position,
+                        sub_position=sub,
+                        slot=("item", position, sub),
+                        base=base,
+                    )
+        elif isinstance(spec, SetDiscountPerAdditionalCost):
+            cost = (ctx.session.additional_costs or {}).get(spec.cost)
+            if cost is None:
+                yield _Desired(
+                    spec, index, missing=f"the session has no additional cost {spec.cost!r}"
+                )
+                continue
+            if spec.percent is not None:
+                raw = cost.price * spec.percent / 100
+            else:
+                raw = _amount_of(spec.amount, ctx, campaign, rule, index)
+            yield _Desired(
+                spec, index, value=quantize(raw), slot=("cost", spec.cost), base=cost.price
+            )
+        elif isinstance(spec, SetDiscountPerAdditionalCostPerItem):
+            matching = [
+                (position, item)
+                for position, item in enumerate(ctx.items)
+                if _matches(spec, item, campaign, rule, index)
+            ]
+            lacking = [p for p, item in matching if spec.cost not in (item.additional_costs or {})]
+            if lacking:
                 yield _Desired(
                     spec,
                     index,
-                    value=raw.quantize(run.quantum, run.settings.rounding),
-                    position=position,
+                    missing=f"cart item(s) {', '.join(map(str, lacking))} have no additional "
+                    f"cost {spec.cost!r}",
                 )
+                continue
+            for position, item in matching:
+                unit_cost = (item.additional_costs or {})[spec.cost].price
+                for sub in _units(run, item):
+                    base = unit_cost if sub is not None else unit_cost * item.quantity
+                    if spec.percent is not None:
+                        raw = base * spec.percent / 100
+                    else:
+                        amount = _amount_of(spec.amount, ctx, campaign, rule, index)
+                        raw = amount if sub is not None else amount * item.quantity
+                    yield _Desired(
+                        spec,
+                        index,
+                        value=quantize(raw),
+                        position=position,
+                        sub_position=sub,
+                        slot=("item cost", position, sub, spec.cost),
+                        base=base,
+                    )
         elif isinstance(spec, AddFreeItem):
             yield _Desired(
                 spec,
@@ -703,6 +855,33 @@ def _budget_keys(
     return found, None
 
 
+def _discount_props(run: _Run, desired: _Desired, value: Decimal) -> dict[str, Any]:
+    spec = desired.spec
+    props: dict[str, Any]
+    if isinstance(spec, SetDiscountPerItem):
+        props = {"name": f"{spec.name}#{desired.position}", "value": value}
+        props["position"] = desired.position
+        if desired.sub_position is not None:
+            props["subPosition"] = desired.sub_position
+    elif isinstance(spec, SetDiscountPerAdditionalCost | SetDiscountPerAdditionalCostPerItem):
+        props = {
+            "name": spec.name
+            if isinstance(spec, SetDiscountPerAdditionalCost)
+            else f"{spec.name}#{desired.position}",
+            "additionalCostId": run.world.cost_ids.get(spec.cost, 0),
+            "additionalCost": spec.cost,
+            "value": value,
+        }
+        if desired.position is not None:
+            props["position"] = desired.position
+        if desired.sub_position is not None:
+            props["subPosition"] = desired.sub_position
+    else:
+        assert isinstance(spec, SetDiscount)
+        props = {"name": spec.name, "value": value}
+    return props
+
+
 def _apply_rule(
     run: _Run,
     campaign: Campaign,
@@ -722,7 +901,7 @@ def _apply_rule(
     charges: list[Charge] = []
     pending = dict(run.pending)
     session_left = run.session_left
-    item_left = list(run.item_left)
+    left = dict(run.left)
     overwritten: list[int] = []
     own_names: dict[str, int] = {}  # setDiscount name -> index in effects, this rule only
     settings = run.settings
@@ -730,9 +909,10 @@ def _apply_rule(
     for desired in fired.desired:
         spec = desired.spec
         props = dict(desired.props)
+        if desired.missing is not None:
+            return [], [], (desired.effect_index, desired.missing)
         if desired.value is not None:
             want = desired.value
-            assert isinstance(spec, SetDiscount | SetDiscountPerItem)
             if isinstance(spec, SetDiscount) and spec.name in own_names:
                 # The same name twice in one rule: the later one overwrites too.
                 mine = own_names.pop(spec.name)
@@ -754,11 +934,10 @@ def _apply_rule(
                     for charge in run.charges:
                         if charge.effect_ref == earlier_index:
                             pending[charge.key] = pending.get(charge.key, ZERO) - charge.amount
-            cap = (
-                session_left
-                if desired.position is None
-                else min(session_left, item_left[desired.position])
-            )
+            cap = session_left
+            if desired.slot is not None:
+                slot_left = left.get(desired.slot)
+                cap = min(cap, desired.base if slot_left is None else slot_left)
             # A capped value is in currency precision too; rounded down so the cap holds
             # (a line of 3 x 0.333 gives 0.99 off, not 1.00).
             value = min(want, max(cap, ZERO).quantize(run.quantum, ROUND_DOWN))
@@ -798,15 +977,12 @@ def _apply_rule(
                 pending[key] = pending.get(key, ZERO) + 1
                 charges.append(Charge(key, Decimal(1), effect_ref=len(effects)))
             session_left -= value
-            if desired.position is not None:
-                item_left[desired.position] -= value
-                props.update(
-                    name=f"{spec.name}#{desired.position}", value=value, position=desired.position
-                )
-            else:
-                props.update(name=spec.name, value=value)
-                if isinstance(spec, SetDiscount):
-                    own_names[spec.name] = len(effects)
+            if desired.slot is not None:
+                slot_left = left.get(desired.slot)
+                left[desired.slot] = (desired.base if slot_left is None else slot_left) - value
+            props.update(_discount_props(run, desired, value))
+            if isinstance(spec, SetDiscount):
+                own_names[spec.name] = len(effects)
             if value != want:
                 props["desiredValue"] = want
         effects.append(
@@ -832,11 +1008,11 @@ def _apply_rule(
         run.charges = [c for c in run.charges if c.effect_ref != index]
     run.pending = pending
     run.session_left = session_left
-    run.item_left = item_left
+    run.left = left
     return effects, charges, None
 
 
-def evaluate(session: NewCustomerSession, world: World) -> Evaluation:
+def evaluate(session: AnySession, world: World) -> Evaluation:
     """Evaluate one session against the world; pure (see the module docstring).
 
     All arithmetic runs in :data:`sandbox.models.ARITHMETIC`, whose precision
@@ -846,43 +1022,60 @@ def evaluate(session: NewCustomerSession, world: World) -> Evaluation:
         return _evaluate(session, world)
 
 
-def _evaluate(session: NewCustomerSession, world: World) -> Evaluation:
-    run = _Run(session, world)
-
-    # 1. Codes
-    coupon_code, referral_code = run.coupon_code, run.referral_code
-    coupon_entry, referral_entry = run.coupon_entry, run.referral_entry
-    coupon_ok = referral_ok = False
-    if session.coupon and coupon_entry is None:
-        run.reject(
-            EffectType.REJECT_COUPON, session.coupon, None, _CodeCheck(CouponRejection.NOT_FOUND)
-        )
-    elif coupon_entry is not None:
-        coupon_check = run.check_coupon(*coupon_entry)
-        if coupon_check is not None:
+def _check_codes(run: _Run) -> None:
+    """Step 1: each submitted code, on its own; a campaign takes the first valid one."""
+    for code in run.coupons:
+        if code.campaign is None:
             run.reject(
-                EffectType.REJECT_COUPON, session.coupon or "", coupon_entry[0], coupon_check
+                EffectType.REJECT_COUPON, code.sent, None, _CodeCheck(CouponRejection.NOT_FOUND)
             )
-        coupon_ok = coupon_check is None
-    if session.referral and referral_entry is None:
+            continue
+        assert isinstance(code.definition, Coupon)
+        check = run.check_coupon(code.campaign, code.definition)
+        if check is not None:
+            run.reject(EffectType.REJECT_COUPON, code.sent, code.campaign, check)
+        elif code.campaign.id not in run.campaign_coupon:
+            run.campaign_coupon[code.campaign.id] = code
+        # A second valid code of a campaign that already has one is rejected after
+        # the campaign's own code is decided (see _reject_extra_codes).
+    referral = run.referral
+    if referral is None:
+        return
+    if referral.campaign is None:
         run.reject(
             EffectType.REJECT_REFERRAL,
-            session.referral,
+            referral.sent,
             None,
             _CodeCheck(ReferralRejection.NOT_FOUND),
         )
-    elif referral_entry is not None:
-        referral_check = run.check_referral(*referral_entry)
-        if referral_check is not None:
-            run.reject(
-                EffectType.REJECT_REFERRAL,
-                session.referral or "",
-                referral_entry[0],
-                referral_check,
-            )
-        referral_ok = referral_check is None
-    coupon_campaign = coupon_entry[0] if coupon_ok and coupon_entry else None
-    referral_campaign = referral_entry[0] if referral_ok and referral_entry else None
+        return
+    assert isinstance(referral.definition, Referral)
+    found = run.check_referral(referral.campaign, referral.definition)
+    if found is not None:
+        run.reject(EffectType.REJECT_REFERRAL, referral.sent, referral.campaign, found)
+    else:
+        run.campaign_referral[referral.campaign.id] = referral
+
+
+def _extra_codes(run: _Run, campaign: Campaign) -> list[_Code]:
+    """Valid codes of ``campaign`` beyond the one its rules see."""
+    used = run.campaign_coupon.get(campaign.id)
+    return [
+        code
+        for code in run.coupons
+        if code.campaign is campaign
+        and code is not used
+        and used is not None
+        and code.stored != used.stored
+        and run.check_coupon(campaign, code.definition) is None  # type: ignore[arg-type]
+    ]
+
+
+def _evaluate(session: AnySession, world: World) -> Evaluation:
+    run = _Run(session, world)
+
+    # 1. Codes
+    _check_codes(run)
 
     # 2. Rules of running campaigns
     outcomes: list[_CampaignOutcome] = []
@@ -891,166 +1084,32 @@ def _evaluate(session: NewCustomerSession, world: World) -> Evaluation:
         if campaign.state is CampaignState.ARCHIVED:
             run.trace.append(CampaignTrace(campaign.id, campaign.name, "archived"))
             continue
-        if not campaign.is_running(world.now):
+        if world.evaluable is not None and campaign.id not in world.evaluable:
+            run.trace.append(
+                CampaignTrace(campaign.id, campaign.name, "not in evaluableCampaignIds")
+            )
+            continue
+        if not run.is_running(campaign):
             run.trace.append(
                 CampaignTrace(campaign.id, campaign.name, _not_running(campaign, world.now))
             )
             continue
         ctx = base_ctx.for_campaign(campaign.name)
-        if campaign is coupon_campaign:
-            ctx.coupon_valid, ctx.coupon = True, coupon_code
-        if campaign is referral_campaign:
-            ctx.referral_valid, ctx.referral = True, referral_code
+        coupon = run.campaign_coupon.get(campaign.id)
+        if coupon is not None:
+            ctx.coupon_valid, ctx.coupon = True, coupon.stored
+        referral = run.campaign_referral.get(campaign.id)
+        if referral is not None:
+            ctx.referral_valid, ctx.referral = True, referral.stored
         outcomes.append(_run_rules(run, campaign, ctx))
 
     # 3. Evaluation groups
     _arbitrate(outcomes)
 
     # 4. Application, in campaign order
-    coupon_accepted = referral_accepted = False
     applied_groups: set[int] = set()  # listOrder groups whose first campaign applied
     for outcome in outcomes:
-        campaign = outcome.campaign
-        list_group = (
-            campaign.group.id
-            if campaign.group is not None and campaign.group.mode is GroupMode.LIST_ORDER
-            else None
-        )
-        if list_group in applied_groups and outcome.triggered:
-            outcome.excluded = ExclusionReason.IS_NOT_FIRST
-        group_id, group_mode = _group_id(campaign), _group_mode(campaign).value
-        has_coupon = campaign is coupon_campaign
-        has_referral = campaign is referral_campaign
-        scope = run._scope(
-            campaign, coupon_code if has_coupon else None, referral_code if has_referral else None
-        )
-        rule_traces: dict[int, RuleTrace] = {}
-        budget_failures: dict[int, tuple[int, str]] = {}
-        for fired in outcome.fired:
-            rule = fired.rule
-            coupon_rule = has_coupon and rule.uses_coupon_valid
-            referral_rule = has_referral and rule.uses_referral_valid
-            triggered_by = coupon_entry[1].id if coupon_rule and coupon_entry else None
-            if outcome.excluded is not None:
-                outcome.failed[rule.index] = _failure(
-                    run,
-                    campaign,
-                    rule,
-                    details=f"campaign excluded by its evaluation group: {outcome.excluded.value}",
-                )
-                if coupon_rule or referral_rule:
-                    # Budgets outrank group arbitration as a code's rejection reason
-                    # (DESIGN.md section 4): would this rule have failed on one?
-                    failed = _apply_rule(
-                        run, campaign, fired, scope, group_id, group_mode, triggered_by, trial=True
-                    )[2]
-                    if failed is not None:
-                        budget_failures[rule.index] = failed
-                continue
-            effects, charges, failed = _apply_rule(
-                run, campaign, fired, scope, group_id, group_mode, triggered_by
-            )
-            if failed is not None:
-                budget_failures[rule.index] = failed
-                outcome.failed[rule.index] = _failure(
-                    run, campaign, rule, effect_index=failed[0], details=failed[1]
-                )
-                continue
-            envelope: dict[str, Any] = {
-                "campaign_id": campaign.id,
-                "ruleset_id": campaign.id,
-                "rule_index": rule.index,
-                "rule_name": rule.title,
-                "evaluation_group_id": group_id,
-                "evaluation_group_mode": group_mode,
-            }
-            if coupon_rule and not coupon_accepted and coupon_entry:
-                coupon_accepted = True
-                run.emit(
-                    Effect(
-                        EffectType.ACCEPT_COUPON,
-                        props={"value": session.coupon},
-                        triggered_by_coupon=coupon_entry[1].id,
-                        **envelope,
-                    )
-                )
-                run.charges.extend(
-                    _redeem_charges(
-                        run,
-                        campaign,
-                        LimitAction.REDEEM_COUPON,
-                        scope,
-                        usage_key(campaign.id, "coupon", coupon_entry[1].code),
-                    )
-                )
-            if referral_rule and not referral_accepted and referral_entry:
-                referral_accepted = True
-                run.emit(
-                    Effect(
-                        EffectType.ACCEPT_REFERRAL, props={"value": session.referral}, **envelope
-                    )
-                )
-                run.charges.extend(
-                    _redeem_charges(
-                        run,
-                        campaign,
-                        LimitAction.REDEEM_REFERRAL,
-                        scope,
-                        usage_key(campaign.id, "referral", referral_entry[1].code),
-                    )
-                )
-            offset = len(run.effects)
-            for effect in effects:
-                # A None keeps the place of a discount overwritten within the rule,
-                # so the charges' effect_ref offsets stay right.
-                run.effects.append(effect)
-                if effect is not None and effect.effect_type is EffectType.SET_DISCOUNT:
-                    run.discount_by_name[effect.props["name"]] = len(run.effects) - 1
-            run.charges.extend(
-                Charge(c.key, c.amount, offset + (c.effect_ref or 0)) for c in charges
-            )
-            rule_traces[rule.index] = RuleTrace(rule.index, rule.title, fired=True)
-            if list_group is not None:
-                applied_groups.add(list_group)
-        for rule in campaign.rules:
-            if rule.index not in rule_traces:
-                failure = outcome.failed.get(rule.index)
-                rule_traces[rule.index] = RuleTrace(
-                    rule.index, rule.title, fired=False, failure=failure
-                )
-                if failure is not None:
-                    run.failures.append(failure)
-        run.trace.append(
-            CampaignTrace(
-                campaign.id,
-                campaign.name,
-                None,
-                tuple(rule_traces[r.index] for r in campaign.rules),
-                excluded=outcome.excluded.value if outcome.excluded else None,
-            )
-        )
-        if has_coupon and not coupon_accepted and session.coupon:
-            _reject_unaccepted(
-                run,
-                EffectType.REJECT_COUPON,
-                session.coupon,
-                campaign,
-                outcome,
-                budget_failures,
-                CouponRejection,
-                lambda r: r.uses_coupon_valid,
-            )
-        if has_referral and not referral_accepted and session.referral:
-            _reject_unaccepted(
-                run,
-                EffectType.REJECT_REFERRAL,
-                session.referral,
-                campaign,
-                outcome,
-                budget_failures,
-                ReferralRejection,
-                lambda r: r.uses_referral_valid,
-            )
+        _apply_campaign(run, outcome, applied_groups)
 
     # A valid code whose campaign was not evaluated at all cannot happen: the
     # checks above reject codes of campaigns that are not running.
@@ -1063,6 +1122,161 @@ def _evaluate(session: NewCustomerSession, world: World) -> Evaluation:
         for c in run.charges
     )
     return Evaluation(emitted, tuple(run.failures), tuple(run.trace), final_charges)
+
+
+def _apply_campaign(run: _Run, outcome: _CampaignOutcome, applied_groups: set[int]) -> None:
+    campaign = outcome.campaign
+    list_group = (
+        campaign.group.id
+        if campaign.group is not None and campaign.group.mode is GroupMode.LIST_ORDER
+        else None
+    )
+    if list_group in applied_groups and outcome.triggered:
+        outcome.excluded = ExclusionReason.IS_NOT_FIRST
+    group_id, group_mode = _group_id(campaign), _group_mode(campaign).value
+    coupon = run.campaign_coupon.get(campaign.id)
+    referral = run.campaign_referral.get(campaign.id)
+    scope = run._scope(
+        campaign, coupon.stored if coupon else None, referral.stored if referral else None
+    )
+    coupon_accepted = referral_accepted = False
+    rule_traces: dict[int, RuleTrace] = {}
+    budget_failures: dict[int, tuple[int, str]] = {}
+    for fired in outcome.fired:
+        rule = fired.rule
+        coupon_rule = coupon is not None and rule.uses_coupon_valid
+        referral_rule = referral is not None and rule.uses_referral_valid
+        triggered_by = coupon.definition.id if coupon_rule and coupon else None  # type: ignore[union-attr]
+        if outcome.excluded is not None:
+            outcome.failed[rule.index] = _failure(
+                run,
+                campaign,
+                rule,
+                details=f"campaign excluded by its evaluation group: {outcome.excluded.value}",
+            )
+            if coupon_rule or referral_rule:
+                # Budgets outrank group arbitration as a code's rejection reason
+                # (DESIGN.md section 4): would this rule have failed on one?
+                failed = _apply_rule(
+                    run, campaign, fired, scope, group_id, group_mode, triggered_by, trial=True
+                )[2]
+                if failed is not None:
+                    budget_failures[rule.index] = failed
+            continue
+        effects, charges, failed = _apply_rule(
+            run, campaign, fired, scope, group_id, group_mode, triggered_by
+        )
+        if failed is not None:
+            budget_failures[rule.index] = failed
+            outcome.failed[rule.index] = _failure(
+                run, campaign, rule, effect_index=failed[0], details=failed[1]
+            )
+            continue
+        envelope: dict[str, Any] = {
+            "campaign_id": campaign.id,
+            "ruleset_id": campaign.id,
+            "rule_index": rule.index,
+            "rule_name": rule.title,
+            "evaluation_group_id": group_id,
+            "evaluation_group_mode": group_mode,
+        }
+        if coupon_rule and not coupon_accepted and coupon is not None:
+            coupon_accepted = True
+            run.emit(
+                Effect(
+                    EffectType.ACCEPT_COUPON,
+                    props={"value": coupon.sent},
+                    triggered_by_coupon=coupon.definition.id,  # type: ignore[union-attr]
+                    **envelope,
+                )
+            )
+            run.charges.extend(
+                _redeem_charges(
+                    run,
+                    campaign,
+                    LimitAction.REDEEM_COUPON,
+                    scope,
+                    usage_key(campaign.id, "coupon", coupon.stored),
+                )
+            )
+            if run.profile_id:
+                # Not a limit: what IntegrationCoupon.profileRedemptionCount reports.
+                run.charges.append(
+                    Charge(profile_usage_key(campaign.id, coupon.stored, run.profile_id), ONE)
+                )
+        if referral_rule and not referral_accepted and referral is not None:
+            referral_accepted = True
+            run.emit(Effect(EffectType.ACCEPT_REFERRAL, props={"value": referral.sent}, **envelope))
+            run.charges.extend(
+                _redeem_charges(
+                    run,
+                    campaign,
+                    LimitAction.REDEEM_REFERRAL,
+                    scope,
+                    usage_key(campaign.id, "referral", referral.stored),
+                )
+            )
+        offset = len(run.effects)
+        for effect in effects:
+            # A None keeps the place of a discount overwritten within the rule,
+            # so the charges' effect_ref offsets stay right.
+            run.effects.append(effect)
+            if effect is not None and effect.effect_type is EffectType.SET_DISCOUNT:
+                run.discount_by_name[effect.props["name"]] = len(run.effects) - 1
+        run.charges.extend(Charge(c.key, c.amount, offset + (c.effect_ref or 0)) for c in charges)
+        rule_traces[rule.index] = RuleTrace(rule.index, rule.title, fired=True)
+        if list_group is not None:
+            applied_groups.add(list_group)
+    for rule in campaign.rules:
+        if rule.index not in rule_traces:
+            failure = outcome.failed.get(rule.index)
+            rule_traces[rule.index] = RuleTrace(
+                rule.index, rule.title, fired=False, failure=failure
+            )
+            if failure is not None:
+                run.failures.append(failure)
+    run.trace.append(
+        CampaignTrace(
+            campaign.id,
+            campaign.name,
+            None,
+            tuple(rule_traces[r.index] for r in campaign.rules),
+            excluded=outcome.excluded.value if outcome.excluded else None,
+        )
+    )
+    if coupon is not None and not coupon_accepted:
+        _reject_unaccepted(
+            run,
+            EffectType.REJECT_COUPON,
+            coupon.sent,
+            campaign,
+            outcome,
+            budget_failures,
+            CouponRejection,
+            lambda r: r.uses_coupon_valid,
+        )
+    for extra in _extra_codes(run, campaign):
+        run.reject(
+            EffectType.REJECT_COUPON,
+            extra.sent,
+            campaign,
+            _CodeCheck(
+                CouponRejection.REJECTED_BY_CONDITION,
+                f"campaign {campaign.name!r} already uses coupon {coupon.sent!r} from this "  # type: ignore[union-attr]
+                "session: a campaign takes one coupon code per session",
+            ),
+        )
+    if referral is not None and not referral_accepted:
+        _reject_unaccepted(
+            run,
+            EffectType.REJECT_REFERRAL,
+            referral.sent,
+            campaign,
+            outcome,
+            budget_failures,
+            ReferralRejection,
+            lambda r: r.uses_referral_valid,
+        )
 
 
 def _redeem_charges(

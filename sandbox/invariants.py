@@ -147,48 +147,67 @@ def one_outcome_per_code(state: IntegrationState) -> None:
     """Exactly one accept or reject per submitted coupon and referral, none for absent ones."""
     if not is_evaluation(state):
         return
+    session = state.session
     kinds = (
-        ("coupon", state.session.coupon, EffectType.ACCEPT_COUPON, EffectType.REJECT_COUPON),
+        ("coupon", session.coupon_codes or (), EffectType.ACCEPT_COUPON, EffectType.REJECT_COUPON),
         (
             "referral",
-            state.session.referral,
+            (session.referral_code,) if session.referral_code else (),
             EffectType.ACCEPT_REFERRAL,
             EffectType.REJECT_REFERRAL,
         ),
     )
-    for kind, code, accept, reject in kinds:
+    for kind, codes, accept, reject in kinds:
         outcomes = [e for e in state.effects if e.effect_type in (accept, reject)]
-        expected = 1 if code else 0
-        if len(outcomes) != expected:
+        for code in codes:
+            mine = [e for e in outcomes if e.value == code]
+            if len(mine) != 1:
+                raise InvariantViolation(
+                    "one_outcome_per_code",
+                    f"{kind} {code!r} got {len(mine)} accept/reject effects, expected 1",
+                    session_id=state.session_id,
+                    values={"outcomes": [str(e) for e in outcomes]},
+                )
+        if len(outcomes) != len(codes):
             raise InvariantViolation(
                 "one_outcome_per_code",
-                f"{kind} {code!r} got {len(outcomes)} accept/reject effects, expected {expected}",
+                f"{len(codes)} {kind} code(s) sent, {len(outcomes)} accept/reject effects given",
                 session_id=state.session_id,
-                values={"outcomes": [str(e) for e in outcomes]},
+                values={"sent": list(codes), "outcomes": [str(e) for e in outcomes]},
             )
 
 
 def rejected_code_triggers_nothing(state: IntegrationState) -> None:
-    """A rejected coupon is not accepted and triggers no effect."""
-    if not state.rejected_coupons:
-        return
+    """A rejected coupon is not accepted, and no effect is triggered by a coupon that was
+    not accepted (``triggeredByCoupon`` names accepted coupons only)."""
+    if not is_evaluation(state):
+        return  # rollbacks keep the triggeredByCoupon of what they roll back
     name = "rejected_code_triggers_nothing"
-    rejected = list(state.rejected_coupons)
-    if state.accepted_coupons:
+    rejected = state.rejected_coupons
+    both = [code for code in state.accepted_coupons if code in rejected]
+    if both:
         raise InvariantViolation(
             name,
             "a coupon is both rejected and accepted",
             session_id=state.session_id,
             values={"rejected": rejected, "accepted": state.accepted_coupons},
         )
-    # A session carries one coupon, so a rejection means nothing may be triggered by a coupon.
-    triggered = [str(e) for e in state.effects if e.triggered_by_coupon is not None]
+    accepted_ids = {
+        e.triggered_by_coupon
+        for e in state.effects_of(EffectType.ACCEPT_COUPON)
+        if e.triggered_by_coupon is not None
+    }
+    triggered = [
+        str(e)
+        for e in state.effects
+        if e.triggered_by_coupon is not None and e.triggered_by_coupon not in accepted_ids
+    ]
     if triggered:
         raise InvariantViolation(
             name,
-            f"effects carry triggeredByCoupon although coupon {rejected[0]!r} was rejected",
+            "effects carry triggeredByCoupon of a coupon that was not accepted",
             session_id=state.session_id,
-            values={"rejected": state.rejected_coupons, "triggered": triggered},
+            values={"rejected": rejected, "triggered": triggered},
         )
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "LockedView",
     "ProfileStats",
     "period_bucket",
+    "profile_usage_key",
     "usage_key",
 ]
 
@@ -48,6 +49,14 @@ def usage_key(campaign_id: int, kind: str, code: str) -> CounterKey:
     """A coupon's or referral's own usage counter."""
     return CounterKey(
         campaign_id, f"{kind}Usage", (("Coupon" if kind == "coupon" else "Referral", code),)
+    )
+
+
+def profile_usage_key(campaign_id: int, code: str, profile_id: str) -> CounterKey:
+    """How often one profile redeemed one coupon (``IntegrationCoupon.profileRedemptionCount``);
+    counted for every redemption, not a limit."""
+    return CounterKey(
+        campaign_id, "couponProfileUsage", (("Coupon", code), ("Profile", profile_id))
     )
 
 

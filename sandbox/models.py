@@ -40,9 +40,13 @@ __all__ = [
     "MAX_QUANTITY",
     "MAX_STRING_LENGTH",
     "AdditionalCost",
+    "AnySession",
     "CartItem",
+    "IntegrationRequest",
     "NewCustomerSession",
+    "NewCustomerSessionV2",
     "Product",
+    "ResponseContent",
     "ReturnedCartItem",
     "SessionState",
     "check_total",
@@ -543,6 +547,19 @@ class CartItem(_Validated):
             return Decimal(0)
         return ARITHMETIC.multiply(self.price, self.quantity)
 
+    @property
+    def unit_cost_total(self) -> Decimal:
+        """The item's own additional costs for one unit."""
+        total = Decimal(0)
+        for cost in (self.additional_costs or {}).values():
+            total = ARITHMETIC.add(total, cost.price)
+        return total
+
+    @property
+    def line_cost_total(self) -> Decimal:
+        """The item's additional costs times its quantity."""
+        return ARITHMETIC.multiply(self.unit_cost_total, self.quantity)
+
 
 @attrs.frozen
 class ReturnedCartItem(_Validated):
@@ -608,6 +625,183 @@ class NewCustomerSession(_Validated):
     def effective_total(self) -> Decimal:
         """What rules see: ``total`` if the client sent it, else ``cart_total``."""
         return self.total if self.total is not None else self.cart_total
+
+    # The V2 names, so the engine and the response read both dialects alike.
+
+    @property
+    def coupon_codes(self) -> tuple[str, ...]:
+        """V2's ``couponCodes``: the one V1 ``coupon``, if any."""
+        return (self.coupon,) if self.coupon else ()
+
+    @property
+    def referral_code(self) -> str | None:
+        """V2's ``referralCode``: the V1 ``referral``."""
+        return self.referral or None
+
+    @property
+    def additional_costs(self) -> dict[str, AdditionalCost] | None:
+        """V1 sessions have no additional costs."""
+        return None
+
+    @property
+    def cart_item_total(self) -> Decimal:
+        return self.cart_total
+
+    @property
+    def additional_cost_total(self) -> Decimal:
+        return Decimal(0)
+
+    @property
+    def version(self) -> int:
+        return 1
+
+
+MAX_COUPON_CODES = 100
+"""A V2 session sends at most 100 coupon codes (a sandbox bound; Talon.One states none)."""
+MAX_LOYALTY_CARD_LENGTH = 108
+
+
+@attrs.frozen
+class NewCustomerSessionV2(_Validated):
+    """A customer session in Talon.One's current Integration API (``NewCustomerSessionV2``).
+
+    Several ``coupon_codes``, one ``referral_code``, session-level
+    ``additional_costs``; the total is computed (cart items plus additional
+    costs, before discounts), never sent. A field left as ``None`` was not
+    sent: an update keeps the stored value (DESIGN.md section 3); ``state``
+    too, so a new session without one is open.
+
+    >>> s = NewCustomerSessionV2(coupon_codes=["XMAS"], additional_costs={"shipping": AdditionalCost(price=5)},
+    ...                          cart_items=[CartItem(sku="a", quantity=2, price=10)])
+    >>> s.total
+    Decimal('25')
+    """
+
+    profile_id: str | None = wire_field(text(max_length=MAX_ID_LENGTH), default=None)
+    store_integration_id: str | None = wire_field(
+        text(min_length=1, max_length=MAX_ID_LENGTH), default=None
+    )
+    evaluable_campaign_ids: tuple[int, ...] | None = wire_field(
+        array_of(integer(minimum=1)), default=None, converter=_to_tuple
+    )
+    coupon_codes: tuple[str, ...] | None = wire_field(
+        array_of(text(max_length=MAX_CODE_LENGTH), max_items=MAX_COUPON_CODES),
+        default=None,
+        converter=_to_tuple,
+    )
+    referral_code: str | None = wire_field(text(max_length=MAX_CODE_LENGTH), default=None)
+    loyalty_cards: tuple[str, ...] | None = wire_field(
+        array_of(text(max_length=MAX_LOYALTY_CARD_LENGTH), max_items=1),
+        default=None,
+        converter=_to_tuple,
+    )
+    state: SessionState | None = wire_field(one_of(SessionState), default=None, converter=_to_state)
+    cart_items: tuple[CartItem, ...] | None = wire_field(
+        array_of(instance_of(CartItem), max_items=MAX_CART_ITEMS),
+        default=None,
+        converter=_to_tuple,
+    )
+    additional_costs: dict[str, AdditionalCost] | None = wire_field(
+        object_of(instance_of(AdditionalCost)), default=None, hash=False
+    )
+    identifiers: tuple[str, ...] | None = wire_field(
+        array_of(text(max_length=MAX_ID_LENGTH), max_items=MAX_IDENTIFIERS),
+        default=None,
+        converter=_to_tuple,
+    )
+    attributes: dict[str, JSONValue] | None = wire_field(
+        object_of(json_value), default=None, converter=_to_json, hash=False
+    )
+
+    def _cross_field_problems(self) -> Iterator[Problem]:
+        quantity = sum(item.quantity for item in self.cart_items or ())
+        if quantity > MAX_TOTAL_QUANTITY:
+            yield Problem(
+                "/cartItems",
+                f"the total quantity of 'cartItems' must be at most {MAX_TOTAL_QUANTITY}: "
+                f"{quantity} given",
+            )
+
+    @functools.cached_property
+    def cart_total(self) -> Decimal:
+        """``cartItemTotal``: the sum of price x quantity (0 for an empty cart)."""
+        total = Decimal(0)
+        for item in self.cart_items or ():
+            total = ARITHMETIC.add(total, item.line_total)
+        return total
+
+    @functools.cached_property
+    def additional_cost_total(self) -> Decimal:
+        """``additionalCostTotal``: session costs plus each item's costs x its quantity."""
+        total = Decimal(0)
+        for cost in (self.additional_costs or {}).values():
+            total = ARITHMETIC.add(total, cost.price)
+        for item in self.cart_items or ():
+            total = ARITHMETIC.add(total, item.line_cost_total)
+        return total
+
+    @property
+    def cart_item_total(self) -> Decimal:
+        return self.cart_total
+
+    @functools.cached_property
+    def total(self) -> Decimal:
+        """``total``: cart items plus additional costs, before discounts."""
+        return ARITHMETIC.add(self.cart_total, self.additional_cost_total)
+
+    @property
+    def effective_total(self) -> Decimal:
+        """What rules see: :attr:`total`."""
+        return self.total
+
+    @property
+    def version(self) -> int:
+        return 2
+
+
+class ResponseContent(enum.StrEnum):
+    """``IntegrationRequest.responseContent``: the optional parts of a response."""
+
+    CUSTOMER_SESSION = "customerSession"
+    CUSTOMER_PROFILE = "customerProfile"
+    COUPONS = "coupons"
+    TRIGGERED_CAMPAIGNS = "triggeredCampaigns"
+    REFERRAL = "referral"
+    LOYALTY = "loyalty"
+    EVENT = "event"
+    AWARDED_GIVEAWAYS = "awardedGiveaways"
+    RULE_FAILURE_REASONS = "ruleFailureReasons"
+    PREVIOUS_RETURNS = "previousReturns"
+
+
+def _to_response_content(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(
+            ResponseContent(v)
+            if isinstance(v, str) and v in ResponseContent._value2member_map_
+            else v
+            for v in value
+        )
+    return value
+
+
+@attrs.frozen
+class IntegrationRequest(_Validated):
+    """The body of ``PUT /v2/customer_sessions/{id}``: a V2 session and what to answer.
+
+    ``response_content`` names the optional parts of the response
+    (:class:`ResponseContent`); ``effects``, ``createdCoupons`` and
+    ``createdReferrals`` are always there.
+    """
+
+    customer_session: NewCustomerSessionV2 = wire_field(instance_of(NewCustomerSessionV2))
+    response_content: tuple[ResponseContent, ...] | None = wire_field(
+        array_of(one_of(ResponseContent)), default=None, converter=_to_response_content
+    )
+
+
+AnySession: TypeAlias = "NewCustomerSession | NewCustomerSessionV2"
+"""A session of either dialect: the engine and the store read both."""
 
 
 def check_total(session: NewCustomerSession) -> None:

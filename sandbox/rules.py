@@ -181,6 +181,7 @@ class Coupon:
     start_date: datetime | None = None
     expiry_date: datetime | None = None
     recipient: str | None = None
+    created: datetime | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen
@@ -195,6 +196,7 @@ class Referral:
     usage_limit: int = 0
     start_date: datetime | None = None
     expiry_date: datetime | None = None
+    created: datetime | None = attrs.field(default=None, eq=False)
 
 
 # ---------------------------------------------------------------------------
@@ -235,6 +237,7 @@ class Campaign:
         self.start = start
         self.end = end
         self.limits = limits
+        self.created = sandbox.now
         self._limits_by_action: dict[LimitAction, tuple[Limit, ...]] = {
             action: tuple(limit for limit in limits if limit.action is action)
             for action in LimitAction
@@ -255,11 +258,11 @@ class Campaign:
 
     def is_running(self, now: datetime) -> bool:
         """Enabled, and ``now`` inside ``[start, end]`` (missing bounds are open)."""
-        return (
-            self.state is CampaignState.ENABLED
-            and (self.start is None or self.start <= now)
-            and (self.end is None or now <= self.end)
-        )
+        return self.state is CampaignState.ENABLED and self.is_live(now)
+
+    def is_live(self, now: datetime) -> bool:
+        """``now`` is inside ``[start, end]``, whatever the state."""
+        return (self.start is None or self.start <= now) and (self.end is None or now <= self.end)
 
     def limits_for(self, action: LimitAction) -> tuple[Limit, ...]:
         return self._limits_by_action.get(action, ())
@@ -300,6 +303,7 @@ class Campaign:
             start_date=_optional_time(start_date, f"{where}: start_date"),
             expiry_date=_optional_time(expiry_date, f"{where}: expiry_date"),
             recipient=_optional_profile(recipient, f"{where}: recipient"),
+            created=self._sandbox.now,
         )
         _check_window(coupon.start_date, coupon.expiry_date, where)
         with self._mutating("coupon()"):
@@ -335,6 +339,7 @@ class Campaign:
             usage_limit=_usage_limit(usage_limit, f"{where}: usage_limit"),
             start_date=_optional_time(start_date, f"{where}: start_date"),
             expiry_date=_optional_time(expiry_date, f"{where}: expiry_date"),
+            created=self._sandbox.now,
         )
         if referral.friend is not None and referral.friend == referral.advocate:
             raise DefinitionError(f"{where}: the friend cannot be the advocate ({advocate!r})")
@@ -368,7 +373,11 @@ class Campaign:
                     f"(set_discount, set_discount_per_item, ...), got {effect!r}"
                 )
         with self._mutating("rule()"):
-            self._check_new_title(title, where)  # again: another thread may have added it
+            self._check_new_title(title, where)
+            for effect in then:
+                cost = getattr(effect, "cost", None)
+                if cost is not None:
+                    self._sandbox._cost_id(cost)  # again: another thread may have added it
             rule = Rule(
                 index=len(self.rules),
                 title=title,

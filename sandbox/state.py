@@ -7,17 +7,53 @@ camelCase JSON-ready dicts, money as numbers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import attrs
 
 from sandbox.codec import to_plain, to_wire
-from sandbox.models import NewCustomerSession, SessionState
+from sandbox.models import AnySession, ResponseContent, SessionState
 from sandbox.talon import EffectType
 
-__all__ = ["CampaignTrace", "Effect", "IntegrationState", "RuleFailureReason", "RuleTrace"]
+__all__ = [
+    "CampaignTrace",
+    "Effect",
+    "IntegrationState",
+    "RuleFailureReason",
+    "RuleTrace",
+    "SessionMeta",
+    "wire_time",
+]
+
+
+def wire_time(moment: datetime) -> str:
+    """RFC 3339 in UTC, as Talon.One writes it: ``2026-12-01T10:00:00Z``."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@attrs.frozen
+class SessionMeta:
+    """The fields of a ``CustomerSessionV2`` that the sandbox computes (reference 1.2).
+
+    ``id`` is the sandbox's own counter; ``created``/``updated`` come from its
+    clock; ``update_count`` is 1 on creation and +1 per update; ``first_session``
+    is true for a profile's first session and for every anonymous one.
+    """
+
+    id: int
+    created: datetime
+    updated: datetime
+    application_id: int
+    first_session: bool
+    update_count: int
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NO_META = SessionMeta(0, _EPOCH, _EPOCH, 0, True, 1)
+_REQUIRED_PARTS = ("effects", "createdCoupons", "createdReferrals")
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
@@ -139,10 +175,17 @@ class CampaignTrace:
 
 @attrs.frozen
 class IntegrationState:
-    """The answer to an update, shaped like Talon.One's ``IntegrationStateV2``."""
+    """The answer to an update, shaped like Talon.One's ``IntegrationStateV2``.
+
+    ``session`` is the evaluated session model (V1 or V2, as sent; a V2
+    update's is the merged session); ``meta`` the fields of its
+    ``CustomerSessionV2`` the sandbox computes; ``extras`` the optional parts a
+    request's ``responseContent`` asked for (``coupons``, ``triggeredCampaigns``,
+    ...), as wire data taken at the moment of the answer.
+    """
 
     session_id: str
-    session: NewCustomerSession
+    session: AnySession
     effects: tuple[Effect, ...]
     rule_failure_reasons: tuple[RuleFailureReason, ...] = ()
     created_coupons: tuple[Any, ...] = ()
@@ -151,6 +194,12 @@ class IntegrationState:
     dry: bool = attrs.field(default=False, eq=False)
     action: str = "update"
     """What answered: ``update`` (an evaluation), ``cancel``, ``reopen`` or ``return``."""
+    meta: SessionMeta = attrs.field(default=_NO_META, repr=False)
+    response_content: tuple[ResponseContent, ...] | None = attrs.field(
+        default=None, eq=False, repr=False
+    )
+    """What the request's ``responseContent`` asked for (None: not a V2 request)."""
+    extras: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
     # -- convenience for tests and notebooks --------------------------------
 
@@ -179,10 +228,15 @@ class IntegrationState:
 
     @property
     def discounts(self) -> dict[str, Decimal]:
-        """Discount name -> value, for ``setDiscount`` and ``setDiscountPerItem``."""
-        return {
-            e.props["name"]: e.props["value"] for e in self.effects if e.effect_type.is_discount
-        }
+        """Discount name -> value, for every discount effect (``setDiscount``,
+        ``setDiscountPerItem``, ``setDiscountPerAdditionalCost[PerItem]``); the
+        units of a flattened item's discount add up under its one name."""
+        found: dict[str, Decimal] = {}
+        for e in self.effects:
+            if e.effect_type.is_discount:
+                name = e.props["name"]
+                found[name] = found[name] + e.props["value"] if name in found else e.props["value"]
+        return found
 
     @property
     def rollbacks(self) -> list[Effect]:
@@ -200,16 +254,61 @@ class IntegrationState:
 
     # -- output -------------------------------------------------------------
 
-    def to_wire(self) -> dict[str, Any]:
-        """Talon.One ``IntegrationStateV2``: camelCase, plain JSON types."""
-        session = {"integrationId": self.session_id, **to_wire(self.session)}
-        return {
-            "customerSession": session,
-            "effects": [e.to_wire() for e in self.effects],
-            "ruleFailureReasons": [r.to_wire() for r in self.rule_failure_reasons],
-            "createdCoupons": list(self.created_coupons),
-            "createdReferrals": list(self.created_referrals),
+    def to_wire(
+        self, response_content: Iterable[ResponseContent | str] | None = None
+    ) -> dict[str, Any]:
+        """Talon.One ``IntegrationStateV2``: camelCase, plain JSON types.
+
+        Without arguments, every part this answer holds. With
+        ``response_content`` (the request's list), the required parts
+        (``effects``, ``createdCoupons``, ``createdReferrals``) plus exactly
+        those named, as Talon.One answers an ``IntegrationRequest``.
+        """
+        wanted = None if response_content is None else {str(p) for p in response_content}
+        parts: dict[str, Any] = {}
+        if wanted is None or ResponseContent.CUSTOMER_SESSION in wanted:
+            parts["customerSession"] = self.customer_session_wire()
+        parts["effects"] = [e.to_wire() for e in self.effects]
+        if wanted is None or ResponseContent.RULE_FAILURE_REASONS in wanted:
+            parts["ruleFailureReasons"] = [r.to_wire() for r in self.rule_failure_reasons]
+        parts["createdCoupons"] = [to_plain(c) for c in self.created_coupons]
+        parts["createdReferrals"] = [to_plain(r) for r in self.created_referrals]
+        for key, value in self.extras.items():
+            if wanted is None or key in wanted:
+                parts[key] = to_plain(value)
+        return parts
+
+    def customer_session_wire(self) -> dict[str, Any]:
+        """The session as Talon.One's ``CustomerSessionV2``, whichever dialect it came in.
+
+        A V1 session answers with ``couponCodes = [coupon]``, ``referralCode =
+        referral`` and its client ``total``.
+        """
+        s, meta = self.session, self.meta
+        sent = to_wire(s)
+        for v1_key in ("coupon", "referral", "total"):
+            sent.pop(v1_key, None)
+        wire: dict[str, Any] = {
+            "id": meta.id,
+            "created": wire_time(meta.created),
+            "integrationId": self.session_id,
+            "applicationId": meta.application_id,
+            "profileId": s.profile_id or "",
+            **sent,
+            "couponCodes": list(s.coupon_codes or ()),
+            "state": s.state.value if s.state is not None else SessionState.OPEN.value,
+            "cartItems": sent.get("cartItems", []),
+            "attributes": sent.get("attributes", {}),
+            "firstSession": meta.first_session,
+            "updateCount": meta.update_count,
+            "total": to_plain(s.effective_total),
+            "cartItemTotal": to_plain(s.cart_item_total),
+            "additionalCostTotal": to_plain(s.additional_cost_total),
+            "updated": wire_time(meta.updated),
         }
+        if s.referral_code:
+            wire["referralCode"] = s.referral_code
+        return wire
 
     def explain(self) -> str:
         """Why each rule fired or not, campaign by campaign, as readable text.
@@ -221,12 +320,12 @@ class IntegrationState:
     def _explain_lines(self) -> Iterator[str]:
         s = self.session
         codes = ", ".join(
-            f"{kind} {code!r}"
-            for kind, code in (("coupon", s.coupon), ("referral", s.referral))
-            if code
+            [f"coupon {code!r}" for code in s.coupon_codes or ()]
+            + ([f"referral {s.referral_code!r}"] if s.referral_code else [])
         )
         yield (
-            f"session {self.session_id!r} ({s.state.value}), total {s.effective_total}"
+            f"session {self.session_id!r} ({(s.state or SessionState.OPEN).value}), "
+            f"total {s.effective_total}"
             + (f", {codes}" if codes else "")
             + (" [dry run]" if self.dry else "")
         )

@@ -30,6 +30,8 @@ class EffectType(enum.StrEnum):
     REJECT_REFERRAL = "rejectReferral"
     SET_DISCOUNT = "setDiscount"
     SET_DISCOUNT_PER_ITEM = "setDiscountPerItem"
+    SET_DISCOUNT_PER_ADDITIONAL_COST = "setDiscountPerAdditionalCost"
+    SET_DISCOUNT_PER_ADDITIONAL_COST_PER_ITEM = "setDiscountPerAdditionalCostPerItem"
     ADD_FREE_ITEM = "addFreeItem"
     SHOW_NOTIFICATION = "showNotification"
     UPDATE_ATTRIBUTE = "updateAttribute"
@@ -40,7 +42,25 @@ class EffectType(enum.StrEnum):
 
     @property
     def is_discount(self) -> bool:
-        return self in (EffectType.SET_DISCOUNT, EffectType.SET_DISCOUNT_PER_ITEM)
+        return self in _DISCOUNTS
+
+    @property
+    def is_item_discount(self) -> bool:
+        """A discount on one cart item (a unit of it, when the cart is flattened)."""
+        return self in (
+            EffectType.SET_DISCOUNT_PER_ITEM,
+            EffectType.SET_DISCOUNT_PER_ADDITIONAL_COST_PER_ITEM,
+        )
+
+
+_DISCOUNTS = frozenset(
+    {
+        EffectType.SET_DISCOUNT,
+        EffectType.SET_DISCOUNT_PER_ITEM,
+        EffectType.SET_DISCOUNT_PER_ADDITIONAL_COST,
+        EffectType.SET_DISCOUNT_PER_ADDITIONAL_COST_PER_ITEM,
+    }
+)
 
 
 class CouponRejection(enum.StrEnum):

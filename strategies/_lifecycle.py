@@ -24,7 +24,7 @@ from sandbox.invariants import (
     deterministic,
     dry_run_changes_nothing,
 )
-from sandbox.models import NewCustomerSession, SessionState
+from sandbox.models import AnySession, NewCustomerSession, SessionState
 from sandbox.state import IntegrationState
 from strategies._sessions import sessions as _sessions
 
@@ -117,7 +117,7 @@ class SessionLifecycle(RuleBasedStateMachine):
         # The calls made so far, as replayable wire data (what a report shows).
         self.steps: list[dict[str, Any]] = []
 
-    def _update(self, session_id: str, session: NewCustomerSession) -> IntegrationState:
+    def _update(self, session_id: str, session: AnySession) -> IntegrationState:
         self.steps.append(
             {"customerSessionId": session_id, "customerSession": to_wire(session, exact=True)}
         )

@@ -361,8 +361,8 @@ def test_fixed_amount() -> None:
     assert state.effects[0].props == {"name": "five", "value": D("5.50")}
 
 
-def test_percent_per_item_is_of_price_times_quantity() -> None:
-    sb = one_rule_sandbox(e.set_discount_per_item("items", percent=10))
+def test_percent_per_item_is_of_price_times_quantity_in_an_unflattened_cart() -> None:
+    sb = one_rule_sandbox(e.set_discount_per_item("items", percent=10), flatten_cart_items=False)
     cart = (item("a", "12.00", 3), item("b", "5.00", 1))  # lines 36.00 and 5.00
     state = sb.update("s", NewCustomerSession(cart_items=cart))
     per_item = of_type(state, "setDiscountPerItem")
@@ -374,8 +374,8 @@ def test_percent_per_item_is_of_price_times_quantity() -> None:
     ]
 
 
-def test_fixed_per_item_is_per_unit_and_capped_at_the_line() -> None:
-    sb = one_rule_sandbox(e.set_discount_per_item("unit", amount=4))
+def test_fixed_per_item_is_per_unit_and_capped_at_the_line_in_an_unflattened_cart() -> None:
+    sb = one_rule_sandbox(e.set_discount_per_item("unit", amount=4), flatten_cart_items=False)
     # line 0: 3 units at 10 -> 3 x 4 = 12 off a 30 line; line 1: 2 units at 1.50 -> 8 asked, capped at 3.
     cart = (item("a", "10.00", 3), item("b", "1.50", 2))
     state = sb.update("s", NewCustomerSession(cart_items=cart))
@@ -435,7 +435,7 @@ def test_rounding_ties_on_fixed_amounts() -> None:
 
 def test_a_capped_value_is_rounded_down_to_the_currency_precision() -> None:
     # line 3 x 0.333 = 0.999; 5 per unit is capped at the line: 0.99 (rounding up would exceed it)
-    sb = one_rule_sandbox(e.set_discount_per_item("unit", amount=5))
+    sb = one_rule_sandbox(e.set_discount_per_item("unit", amount=5), flatten_cart_items=False)
     state = sb.update("s", NewCustomerSession(cart_items=(item("a", "0.333", 3),)))
     (disc,) = state.effects
     assert disc.props["value"] == D("0.99")
