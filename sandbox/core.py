@@ -154,6 +154,11 @@ class StoredSession:
             )
         return attrs.evolve(self.submitted, state=self.state, cart_items=items)
 
+    def _repr_html_(self) -> str:
+        from sandbox.display import stored_session_html
+
+        return stored_session_html(self)
+
 
 class Sandbox:
     """A local Talon.One Application: campaigns, codes, limits, sessions.
@@ -708,6 +713,11 @@ class Sandbox:
                 stored, state=to, committed=(), discounts_left=(), effects=()
             )
         return result
+
+    def _repr_html_(self) -> str:
+        from sandbox.display import sandbox_html
+
+        return sandbox_html(self)
 
 
 # ---------------------------------------------------------------------------

@@ -457,6 +457,11 @@ class NewCustomerSession(_Validated):
         """What rules see: ``total`` if the client sent it, else ``cart_total``."""
         return self.total if self.total is not None else self.cart_total
 
+    def _repr_html_(self) -> str:
+        from sandbox.display import session_html
+
+        return session_html(self)
+
 
 def check_total(session: NewCustomerSession) -> None:
     """Refuse a ``total`` that differs from a non-empty cart's sum.
