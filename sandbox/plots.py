@@ -80,7 +80,7 @@ def rejection_reasons(states: Iterable[IntegrationState], *, ax: Axes | None = N
     for state in states:
         reasons.update(state.rejected_coupons.values())
         reasons.update(state.rejected_referrals.values())
-    ax = _axes(ax)
+    ax = _axes(ax, rows=len(reasons))
     _bars(ax, reasons.most_common(), colour="#cf222e")
     ax.set_xlabel("rejected codes")
     ax.set_title(
@@ -100,7 +100,7 @@ def rules_fired(states: Iterable[IntegrationState], *, ax: Axes | None = None) -
         for campaign in state.trace:
             for rule in campaign.rules:
                 fired[f"{campaign.name}: {rule.title}"] += rule.fired
-    ax = _axes(ax)
+    ax = _axes(ax, rows=len(fired))
     _bars(ax, sorted(fired.items(), key=lambda kv: (-kv[1], kv[0])), colour=_USED)
     ax.set_xlabel("sessions in which the rule fired")
     ax.set_title(f"Rules fired over {runs} sessions")
@@ -129,17 +129,17 @@ def limit_usage(sb: Sandbox, *, top: int = 25, ax: Axes | None = None) -> Figure
                 rows.append((f"{campaign.name}: {limit.describe()}", Decimal(0), limit.limit))
     rows.sort(key=lambda r: (-(r[1] / r[2] if r[2] else Decimal(1)), r[0]))
     rows = rows[:top]
-    ax = _axes(ax)
+    ax = _axes(ax, rows=len(rows))
     labels = [r[0] for r in reversed(rows)]
     shares = [float(r[1] / r[2]) if r[2] else 1.0 for r in reversed(rows)]
     ax.barh(labels, [1.0] * len(rows), color=_ROOM)
-    bars = ax.barh(labels, shares, color=[_USED if s < 1 else "#cf222e" for s in shares])
-    ax.bar_label(bars, labels=[f"{r[1]} / {r[2]}" for r in reversed(rows)], padding=3)
-    ax.set_xlim(0, 1.25)
+    ax.barh(labels, shares, color=[_USED if s < 1 else "#cf222e" for s in shares])
+    for y, (_, used, room) in enumerate(reversed(rows)):
+        ax.text(1.02, y, f"{used} / {room}", va="center")
+    ax.set_xlim(0, 1.3)
+    ax.set_xticks([0, 0.25, 0.5, 0.75, 1], ["0", "25%", "50%", "75%", "100%"])
     ax.set_xlabel("share of the limit used")
-    ax.set_title(
-        f"Limit counters at {sb.now:%Y-%m-%d %H:%M} UTC" if rows else "No limits in this sandbox"
-    )
+    ax.set_title(f"Limits at {sb.now:%Y-%m-%d %H:%M} UTC" if rows else "No limits in this sandbox")
     return _done(ax)
 
 
@@ -152,12 +152,14 @@ def _counter_label(counter: LimitCounter) -> str:
     return f"{counter.campaign_name}: {counter.action} ({scope}{bucket})"
 
 
-def _axes(ax: Axes | None) -> Axes:
+def _axes(ax: Axes | None, *, rows: int = 0) -> Axes:
+    """The caller's axes, or new ones tall enough for ``rows`` horizontal bars."""
     if ax is not None:
         return ax
     import matplotlib.pyplot as plt
 
-    _, made = plt.subplots(figsize=(6.4, 3.2), layout="constrained")
+    height = max(3.2, 0.4 * rows + 1.2)
+    _, made = plt.subplots(figsize=(6.4, height), layout="constrained")
     made.set_gid(_OURS)
     return made
 

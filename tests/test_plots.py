@@ -122,7 +122,7 @@ def test_limit_usage_shows_each_counter_against_its_limit() -> None:
     assert [t.get_text() for t in ax.texts] == ["0 / 5", "8.00 / 20", "1 / 1"]
     assert len(ax.patches) == 2 * 3  # the limit's full room behind each counter
     assert ax.get_xlabel() == "share of the limit used"
-    assert ax.get_title() == "Limit counters at 2026-12-01 10:00 UTC"
+    assert ax.get_title() == "Limits at 2026-12-01 10:00 UTC"
 
 
 def test_plots_draw_into_the_callers_axes_and_leave_that_figure_open() -> None:
