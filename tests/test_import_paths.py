@@ -75,7 +75,7 @@ def test_own_and_library_strategies_side_by_side(mine, session):
 @settings(max_examples=5, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_valid_sessions_with_the_plugin_fixture(sandbox_factory, data):
-    sb = sandbox_factory()
+    sb = sandbox_factory(now="2026-12-01T10:00:00Z")
     sb.campaign("C").coupon("CODE-1")
     session = data.draw(valid_sessions(sb))
     assert sb.update("s", session, dry=True).session == session
