@@ -40,7 +40,7 @@ EXAMPLES = find_examples(Path.cwd().resolve())
 
 # A few example draws per strategy; health checks off as the draws are few and cheap.
 few = settings(
-    max_examples=60, database=None, deadline=None, suppress_health_check=list(HealthCheck)
+    max_examples=40, database=None, deadline=None, suppress_health_check=list(HealthCheck)
 )
 
 # %% [markdown]
@@ -144,7 +144,7 @@ plots.rules_fired(any_sessions)
 # smallest session that still shows it.
 
 # %%
-report = fuzz(EXAMPLES / "planted_bug.py", examples=100, seed=1)
+report = fuzz(EXAMPLES / "planted_bug.py", examples=60, seed=1)
 print(report.render())
 assert [v.check for v in report.violations] == ["property_at_most_half_off"]
 
@@ -177,7 +177,7 @@ answer.explain()  # both campaigns fired on one session
 # finds nothing, and the counterexample now gets 30% off.
 
 # %%
-fixed_report = fuzz(EXAMPLES / "half_off_ok.py", examples=100, seed=1)
+fixed_report = fuzz(EXAMPLES / "half_off_ok.py", examples=60, seed=1)
 print(fixed_report.render())
 assert fixed_report.ok
 

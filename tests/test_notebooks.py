@@ -59,9 +59,32 @@ def test_no_ipynb_file_is_committed() -> None:
     assert tracked == ""
 
 
+def check_quickstart(notebook: Any) -> None:
+    """A bare explain() renders as HTML (not a quoted string full of \\n), so do the
+    sandbox and a session, and the two plots draw."""
+    pages = outputs(notebook, "text/html")
+    assert any("promo-sandbox-explanation" in p and "CouponRejectedByCondition" in p for p in pages)
+    assert any("promo-sandbox-sandbox" in p for p in pages)
+    assert any("promo-sandbox-session" in p for p in pages)
+    plain = [t for t in outputs(notebook, "text/plain") if "CouponRejectedByCondition" in t]
+    assert plain
+    assert all("\\n" not in t for t in plain)
+    assert len(outputs(notebook, "image/png")) == 2
+
+
+def check_lifecycle(notebook: Any) -> None:
+    """The limit plot draws and the sandbox with its limits renders."""
+    assert len(outputs(notebook, "image/png")) == 1
+    assert any("remaining" in p for p in outputs(notebook, "text/html"))
+
+
+CONTENT_CHECKS = {"01_quickstart": check_quickstart, "03_limits_and_lifecycle": check_lifecycle}
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_top_to_bottom(path: Path) -> None:
-    execute(path)
+def test_notebook_runs_top_to_bottom_and_shows_what_it_promises(path: Path) -> None:
+    notebook = execute(path)
+    CONTENT_CHECKS.get(path.stem, lambda _: None)(notebook)
 
 
 @pytest.mark.parametrize("name", EXPECTED)
@@ -73,16 +96,3 @@ def test_notebook_runs_from_a_copy_with_the_examples_elsewhere(name: str, tmp_pa
     )
     shutil.copytree(ROOT / "examples", home / "examples")
     execute(home / "notebooks" / f"{name}.py")
-
-
-def test_the_quickstart_renders_a_bare_explain_and_the_sandbox_as_html_and_draws_figures() -> None:
-    notebook = execute(ROOT / "notebooks" / "01_quickstart.py")
-    pages = outputs(notebook, "text/html")
-    assert any("promo-sandbox-explanation" in p and "CouponRejectedByCondition" in p for p in pages)
-    assert any("promo-sandbox-sandbox" in p for p in pages)
-    assert any("promo-sandbox-session" in p for p in pages)
-    # A bare explain() is not shown as a quoted string full of \n.
-    plain = [t for t in outputs(notebook, "text/plain") if "CouponRejectedByCondition" in t]
-    assert plain
-    assert all("\\n" not in t for t in plain)
-    assert len(outputs(notebook, "image/png")) == 2
