@@ -379,8 +379,8 @@ def _lifecycle_search(
         run_state_machine_as_test(RulesLifecycle, settings=config)  # type: ignore[no-untyped-call, unused-ignore]  # typed in newer Hypothesis
     except (AssertionError, SandboxError) as exc:
         failure = exc
-    if failure is None or not machines:
-        return None
+    if failure is None or not machines or isinstance(failure, RuleError):
+        return None  # a rule that raises is reported once, by rules_do_not_raise
     name = failure.invariant if isinstance(failure, InvariantViolation) else "lifecycle"
     steps = tuple(machines[-1].steps)
     return Violation(f"lifecycle: {name}", f"{type(failure).__name__}: {failure}", steps)
