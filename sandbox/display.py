@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Explanation",
     "campaign_html",
+    "effect_spec_text",
     "explanation_html",
     "integration_state_html",
     "sandbox_html",
@@ -262,7 +263,7 @@ def _rule_row(state: IntegrationState, campaign: CampaignTrace, rule: RuleTrace)
         dropped = coloured("conditions held, effects dropped", AMBER, bold=True)
         return [*cells, dropped, "campaign excluded", "", ""]
     if failure.condition_index is not None:
-        described, seen = split_seen(failure.details)
+        described, seen = _split_seen(failure.details)
         why = f"condition {failure.condition_index} failed: {esc(described)}"
         return [*cells, not_fired, why, esc(seen), ""]
     if failure.effect_index is not None:
@@ -271,7 +272,7 @@ def _rule_row(state: IntegrationState, campaign: CampaignTrace, rule: RuleTrace)
     return [*cells, not_fired, esc(failure.details), "", ""]
 
 
-def split_seen(details: str) -> tuple[str, str]:
+def _split_seen(details: str) -> tuple[str, str]:
     """``"cart total >= 50 (saw total=30)"`` -> ``("cart total >= 50", "total=30")``.
 
     The engine appends what a failing condition read as ``(saw ...)``; details
