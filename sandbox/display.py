@@ -180,7 +180,7 @@ class Explanation(str):
         return made
 
     def _repr_html_(self) -> str:
-        if self.state is None:  # e.g. after a pickle round trip, which keeps only the text
+        if self.state is None:  # made from text alone: show the text
             return box("explanation", f"<pre>{esc(self)}</pre>")
         return explanation_html(self.state)
 
