@@ -181,6 +181,11 @@ class StoredSession:
             )
         return attrs.evolve(self.submitted, state=self.state, cart_items=items)
 
+    def _repr_html_(self) -> str:
+        from sandbox.display import stored_session_html
+
+        return stored_session_html(self)
+
 
 class Sandbox:
     """A local Talon.One Application: campaigns, codes, limits, sessions.
@@ -1007,6 +1012,11 @@ class Sandbox:
         )
         self._sessions[stored.session_id] = new_stored
         return result
+
+    def _repr_html_(self) -> str:
+        from sandbox.display import sandbox_html
+
+        return sandbox_html(self)
 
 
 # ---------------------------------------------------------------------------

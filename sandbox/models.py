@@ -655,6 +655,11 @@ class NewCustomerSession(_Validated):
     def version(self) -> int:
         return 1
 
+    def _repr_html_(self) -> str:
+        from sandbox.display import session_html
+
+        return session_html(self)
+
 
 MAX_COUPON_CODES = 100
 """A V2 session sends at most 100 coupon codes (a sandbox bound; Talon.One states none)."""
@@ -757,6 +762,11 @@ class NewCustomerSessionV2(_Validated):
     @property
     def version(self) -> int:
         return 2
+
+    def _repr_html_(self) -> str:
+        from sandbox.display import session_html
+
+        return session_html(self)
 
 
 class ResponseContent(enum.StrEnum):

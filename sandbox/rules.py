@@ -393,6 +393,11 @@ class Campaign:
         if any(r.title == title for r in self.rules):
             raise DefinitionError(f"{where}: the campaign already has a rule with this title")
 
+    def _repr_html_(self) -> str:
+        from sandbox.display import campaign_html
+
+        return campaign_html(self)
+
 
 def _optional_profile(value: Any, what: str) -> str | None:
     if value is None:

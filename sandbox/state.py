@@ -10,13 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from sandbox.codec import to_plain, to_wire
 from sandbox.models import AnySession, ResponseContent, SessionState
 from sandbox.talon import EffectType
+
+if TYPE_CHECKING:
+    from sandbox.display import Explanation
 
 __all__ = [
     "CampaignTrace",
@@ -310,12 +313,15 @@ class IntegrationState:
             wire["referralCode"] = s.referral_code
         return wire
 
-    def explain(self) -> str:
+    def explain(self) -> Explanation:
         """Why each rule fired or not, campaign by campaign, as readable text.
 
         An answer to a cancel, reopen or return lists what was rolled back.
+        The result is a ``str``; Jupyter renders it as tables.
         """
-        return "\n".join(self._explain_lines())
+        from sandbox.display import Explanation
+
+        return Explanation("\n".join(self._explain_lines()), self)
 
     def _explain_lines(self) -> Iterator[str]:
         s = self.session

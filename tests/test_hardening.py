@@ -202,9 +202,12 @@ def test_item_4_a_4301_digit_number_is_a_validation_error() -> None:
 
 
 def test_item_5_deeply_nested_json_is_a_validation_error() -> None:
-    for depth in (1000, 100_000):
-        with pytest.raises(ValidationError, match="nested too deeply"):
-            loads("[" * depth + "]" * depth)
+    # 1000 levels parse or not depending on the recursion limit of the process (some test
+    # tools raise it); either way the answer is a ValidationError, never a RecursionError.
+    with pytest.raises(ValidationError, match="nested too deeply|must be an object"):
+        loads("[" * 1000 + "]" * 1000)
+    with pytest.raises(ValidationError, match="nested too deeply"):
+        loads("[" * 100_000 + "]" * 100_000)
     with pytest.raises(ValidationError, match="must be an object"):
         loads("[" * 100 + "]" * 100)  # parses, and is then not a session
 

@@ -1,18 +1,22 @@
-"""Every tutorial in notebooks/ runs top to bottom (jupytext percent scripts, executed by nbclient)."""
+"""Every tutorial in notebooks/ runs top to bottom (jupytext percent scripts, executed by
+nbclient), in place and from a copy of notebooks/ and examples/ somewhere else."""
 
+from __future__ import annotations
+
+import shutil
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.py"))
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
+EXPECTED = ["01_quickstart", "02_fuzzing", "03_limits_and_lifecycle"]
 
 
-def test_there_are_notebooks_to_run() -> None:
-    assert NOTEBOOKS, "notebooks/ has no jupytext scripts"
-
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_top_to_bottom(path: Path) -> None:
+def execute(path: Path) -> Any:
+    """Run a notebook the way Jupyter does: the kernel starts in the notebook's folder."""
     jupytext = pytest.importorskip("jupytext")
     nbclient = pytest.importorskip("nbclient")
     notebook = jupytext.read(path)
@@ -27,3 +31,68 @@ def test_notebook_runs_top_to_bottom(path: Path) -> None:
         o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"
     ]
     assert not errors
+    return notebook
+
+
+def outputs(notebook: Any, mime: str) -> list[str]:
+    return [
+        o["data"][mime]
+        for cell in notebook.cells
+        for o in cell.get("outputs", [])
+        if mime in o.get("data", {})
+    ]
+
+
+def test_the_three_tutorials_are_there_as_jupytext_scripts() -> None:
+    assert [p.stem for p in NOTEBOOKS] == EXPECTED
+    for path in NOTEBOOKS:
+        assert path.read_text().startswith("# %% [markdown]\n# # "), path.name
+
+
+def test_no_ipynb_file_is_committed() -> None:
+    git = shutil.which("git")
+    if git is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(
+        [git, "ls-files", "*.ipynb"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert tracked == ""
+
+
+def check_quickstart(notebook: Any) -> None:
+    """A bare explain() renders as HTML (not a quoted string full of \\n), so do the
+    sandbox and a session, and the two plots draw."""
+    pages = outputs(notebook, "text/html")
+    assert any("promo-sandbox-explanation" in p and "CouponRejectedByCondition" in p for p in pages)
+    assert any("promo-sandbox-sandbox" in p for p in pages)
+    assert any("promo-sandbox-session" in p for p in pages)
+    plain = [t for t in outputs(notebook, "text/plain") if "CouponRejectedByCondition" in t]
+    assert plain
+    assert all("\\n" not in t for t in plain)
+    assert len(outputs(notebook, "image/png")) == 2
+
+
+def check_lifecycle(notebook: Any) -> None:
+    """The limit plot draws and the sandbox with its limits renders."""
+    assert len(outputs(notebook, "image/png")) == 1
+    assert any("remaining" in p for p in outputs(notebook, "text/html"))
+
+
+CONTENT_CHECKS = {"01_quickstart": check_quickstart, "03_limits_and_lifecycle": check_lifecycle}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_top_to_bottom_and_shows_what_it_promises(path: Path) -> None:
+    notebook = execute(path)
+    CONTENT_CHECKS.get(path.stem, lambda _: None)(notebook)
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_notebook_runs_from_a_copy_with_the_examples_elsewhere(name: str, tmp_path: Path) -> None:
+    # Somewhere with no repository above it: only the two copied folders.
+    home = tmp_path / "my copy"
+    shutil.copytree(
+        ROOT / "notebooks", home / "notebooks", ignore=shutil.ignore_patterns("*.ipynb")
+    )
+    shutil.copytree(ROOT / "examples", home / "examples")
+    execute(home / "notebooks" / f"{name}.py")
