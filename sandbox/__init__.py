@@ -6,6 +6,7 @@ The public namespace; the implementation lives in the modules beside it.
 from sandbox import conditions, effects
 from sandbox.codec import dumps, from_wire, loads, to_wire
 from sandbox.core import CouponView, LimitCounter, ReferralView, Sandbox, StoredSession
+from sandbox.display import Explanation
 from sandbox.engine import Context, Evaluation
 from sandbox.errors import (
     DefinitionError,
@@ -20,13 +21,16 @@ from sandbox.ledger import ProfileStats
 from sandbox.models import (
     AdditionalCost,
     CartItem,
+    IntegrationRequest,
     NewCustomerSession,
+    NewCustomerSessionV2,
     Product,
+    ResponseContent,
     ReturnedCartItem,
     SessionState,
 )
 from sandbox.rules import Campaign, Coupon, Group, Limit, Referral, Rule
-from sandbox.state import Effect, IntegrationState, RuleFailureReason
+from sandbox.state import Effect, IntegrationState, RuleFailureReason, SessionMeta
 from sandbox.talon import (
     CouponRejection,
     EffectType,
@@ -51,14 +55,17 @@ __all__ = [
     "EffectType",
     "Evaluation",
     "ExclusionReason",
+    "Explanation",
     "Group",
     "GroupMode",
+    "IntegrationRequest",
     "IntegrationState",
     "Limit",
     "LimitAction",
     "LimitCounter",
     "LimitEntity",
     "NewCustomerSession",
+    "NewCustomerSessionV2",
     "Period",
     "Problem",
     "Product",
@@ -66,12 +73,14 @@ __all__ = [
     "Referral",
     "ReferralRejection",
     "ReferralView",
+    "ResponseContent",
     "ReturnedCartItem",
     "Rule",
     "RuleError",
     "RuleFailureReason",
     "Sandbox",
     "SandboxError",
+    "SessionMeta",
     "SessionState",
     "StoredSession",
     "TransitionError",

@@ -1111,6 +1111,12 @@ def _return_shares(
             units_left = cart[pos].quantity - before[pos]
             last = back[pos] == units_left
             share = value if last else value * back[pos] / units_left
+        elif effect.effect_type is EffectType.SET_DISCOUNT_PER_ADDITIONAL_COST:
+            # A session cost (shipping) belongs to no item: only returning everything
+            # gives its discount back.
+            if not everything:
+                continue
+            share = value
         else:
             if not returned_value or not remaining_value:
                 continue

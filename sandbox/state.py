@@ -469,8 +469,14 @@ def _effect_phrase(effect: Effect) -> str:
         phrase = f"discount {props.get('name')!r} {props.get('value')}"
         if props.get("desiredValue") is not None:
             phrase += f" (wanted {props['desiredValue']})"
+        cost = props.get("additionalCost")
+        if cost is not None:
+            phrase += f" off {cost!r}"
         position = props.get("position", props.get("cartItemPosition"))
-        return phrase + (f" on item {position}" if position is not None else "")
+        if position is None:
+            return phrase
+        unit = props.get("subPosition", props.get("cartItemSubPosition"))
+        return phrase + f" on item {position}" + (f" unit {unit}" if unit is not None else "")
     if kind is EffectType.ROLLBACK_COUPON:
         return f"coupon {effect.value!r}"
     if kind is EffectType.ROLLBACK_REFERRAL:
