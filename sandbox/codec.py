@@ -35,6 +35,7 @@ from sandbox.models import (
     IntegrationRequest,
     NewCustomerSession,
     NewCustomerSessionV2,
+    ProfileResponseContent,
     ResponseContent,
     SessionState,
     check_total,
@@ -271,14 +272,14 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(bool, _structure_bool)
     conv.register_structure_hook(Decimal, _structure_decimal)
     # Each enum by name: the str hook would otherwise claim them (they subclass str).
-    for enum_type in (SessionState, ResponseContent):
+    for enum_type in (SessionState, ResponseContent, ProfileResponseContent):
         conv.register_structure_hook(enum_type, _enum_hook(enum_type))
     conv.register_structure_hook(Any, _structure_json)
     conv.register_structure_hook_factory(_is_homogeneous_tuple, lambda t: _tuple_hook(conv, t))
     conv.register_structure_hook_factory(_is_str_dict, lambda t: _dict_hook(conv, t))
     conv.register_structure_hook_factory(_is_model, lambda t: _model_structure_hook(conv, t))
     conv.register_unstructure_hook(Decimal, lambda d: d)  # to_wire decides the number form
-    for enum_type in (SessionState, ResponseContent):
+    for enum_type in (SessionState, ResponseContent, ProfileResponseContent):
         conv.register_unstructure_hook(enum_type, lambda member: member.value)
     conv.register_unstructure_hook_factory(_is_model, lambda t: _model_unstructure_hook(conv, t))
     return conv

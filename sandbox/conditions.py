@@ -36,11 +36,17 @@ __all__ = [
     "as_bool",
     "as_condition",
     "attribute_equals",
+    "closed_sessions_at_least",
     "coupon_valid",
+    "first_order",
     "has_item",
     "identifier_present",
     "named",
     "not_",
+    "profile_attribute_at_least",
+    "profile_attribute_equals",
+    "profile_attribute_in",
+    "profile_has_attribute",
     "profile_present",
     "referral_valid",
     "total_at_least",
@@ -52,8 +58,9 @@ __all__ = [
 class Hint:
     """A constant a condition compares against, for rule-aware session strategies.
 
-    ``kind`` is one of ``total``, ``attribute``, ``sku``, ``category``,
-    ``identifier``, ``profile``; ``key`` names the attribute for ``attribute``.
+    ``kind`` is one of ``total``, ``attribute``, ``profile_attribute``, ``sku``,
+    ``category``, ``identifier``, ``profile``; ``key`` names the attribute for
+    ``attribute`` and ``profile_attribute``.
     """
 
     kind: str
@@ -260,6 +267,94 @@ def identifier_present(identifier: str | None = None) -> Condition:
         kind="identifier_present",
         hints=(Hint("identifier", identifier),),
     )
+
+
+def _attribute_key(key: Any, helper: str) -> str:
+    if not isinstance(key, str) or not key:
+        raise DefinitionError(f"{helper}(key) must be a non-empty string, got {key!r}")
+    return key
+
+
+def profile_attribute_equals(key: str, value: Any) -> Condition:
+    """The customer profile's attribute ``key`` equals ``value`` (``Profile.Attributes``).
+
+    >>> profile_attribute_equals("tier", "gold").description
+    "profile attribute 'tier' == 'gold'"
+    """
+    key = _attribute_key(key, "profile_attribute_equals")
+    return Condition(
+        fn=lambda ctx: bool(ctx.profile.attributes.get(key) == value),
+        description=f"profile attribute {key!r} == {value!r}",
+        kind="profile_attribute_equals",
+        hints=(Hint("profile_attribute", value, key),),
+    )
+
+
+def profile_attribute_in(key: str, values: Iterable[Any]) -> Condition:
+    """The profile's attribute ``key`` is one of ``values``."""
+    key = _attribute_key(key, "profile_attribute_in")
+    if isinstance(values, str):
+        raise DefinitionError(
+            f"profile_attribute_in(values) must be a list of values, got the string {values!r}"
+        )
+    allowed = tuple(values)
+    return Condition(
+        fn=lambda ctx: ctx.profile.attributes.get(key) in allowed,
+        description=f"profile attribute {key!r} in {list(allowed)!r}",
+        kind="profile_attribute_in",
+        hints=tuple(Hint("profile_attribute", v, key) for v in allowed),
+    )
+
+
+def profile_attribute_at_least(key: str, amount: Decimal | int | float | str) -> Condition:
+    """The profile's attribute ``key`` is a number of at least ``amount`` (absent fails)."""
+    key = _attribute_key(key, "profile_attribute_at_least")
+    threshold = _decimal(amount, "profile_attribute_at_least(amount)")
+
+    def holds(ctx: Context) -> bool:
+        value = ctx.profile.attributes.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | Decimal):
+            return False
+        return bool(value >= threshold)
+
+    return Condition(
+        fn=holds,
+        description=f"profile attribute {key!r} >= {threshold}",
+        kind="profile_attribute_at_least",
+        hints=(Hint("profile_attribute", threshold, key),),
+    )
+
+
+def profile_has_attribute(key: str) -> Condition:
+    """The profile has the attribute ``key`` (whatever its value)."""
+    key = _attribute_key(key, "profile_has_attribute")
+    return Condition(
+        fn=lambda ctx: key in ctx.profile.attributes,
+        description=f"profile has attribute {key!r}",
+        kind="profile_has_attribute",
+        hints=(Hint("profile_attribute", True, key),),
+    )
+
+
+def closed_sessions_at_least(count: int) -> Condition:
+    """The profile has at least ``count`` closed sessions (``0``: a first order)."""
+    if type(count) is not int or count < 0:
+        raise DefinitionError(
+            f"closed_sessions_at_least(count) must be an integer >= 0, got {count!r}"
+        )
+    return Condition(
+        fn=lambda ctx: ctx.profile.closed_sessions >= count,
+        description=f"profile has >= {count} closed sessions",
+        kind="closed_sessions_at_least",
+    )
+
+
+first_order = Condition(
+    fn=lambda ctx: bool(ctx.profile_id) and ctx.profile.closed_sessions == 0,
+    description="the profile's first order (no closed session yet)",
+    kind="first_order",
+)
+"""The session names a profile that has no closed session yet."""
 
 
 profile_present = Condition(

@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 
 from sandbox.codec import from_wire, session_from_wire
-from sandbox.engine import Evaluation, Settings, World, evaluate
+from sandbox.engine import CreatedCode, Evaluation, Settings, World, evaluate
 from sandbox.errors import (
     DefinitionError,
     Problem,
@@ -46,9 +46,12 @@ from sandbox.models import (
     describe,
     hint_candidate,
 )
+from sandbox.profiles import CustomerProfile, ProfileRecord, ProfileUpdate
 from sandbox.responses import (
     campaign_wire,
     coupon_wire,
+    created_coupon_wire,
+    created_referral_wire,
     event_type,
     event_wire,
     referral_wire,
@@ -65,7 +68,7 @@ from sandbox.rules import (
     enum_value,
     parse_time,
 )
-from sandbox.state import Effect, IntegrationState, SessionMeta
+from sandbox.state import Effect, IntegrationState, ProfileState, SessionMeta
 from sandbox.talon import CampaignState, EffectType, GroupMode, LimitAction
 
 __all__ = ["CouponView", "LimitCounter", "ReferralView", "Sandbox", "StoredSession"]
@@ -169,6 +172,8 @@ class StoredSession:
     meta: SessionMeta | None = None
     returns: tuple[tuple[int, datetime, tuple[ReturnedCartItem, ...]], ...] = ()
     """Each return so far: its id, when, and what it returned (``previousReturns``)."""
+    created: tuple[str, ...] = ()
+    """The codes its close created; a cancel or reopen deletes them again."""
 
     @property
     def session(self) -> AnySession:
@@ -247,12 +252,8 @@ class Sandbox:
         }
         self._normalize = normalizers[case_sensitivity]
         self._lock = threading.RLock()
-        self._ids = {
-            "campaign": itertools.count(1),
-            "coupon": itertools.count(1),
-            "referral": itertools.count(1),
-            "group": itertools.count(2),
-        }
+        # The last id given of each kind (groups start at 2: 1 is the base group).
+        self._ids = {"campaign": 0, "coupon": 0, "referral": 0, "group": 1, "profile": 0}
         self._campaigns: list[Campaign] = []
         self._groups: list[Group] = []
         self._coupons: dict[str, tuple[Campaign, Coupon]] = {}
@@ -260,6 +261,10 @@ class Sandbox:
         self._sessions: dict[str, StoredSession] = {}
         self._first_sessions: dict[str, str] = {}  # profile -> the id of its first session
         self._cost_ids: dict[str, int] = {}  # additional cost name -> additionalCostId
+        self._profiles: dict[str, ProfileRecord] = {}  # beside the ledger's counters
+        # Codes created by a close and deleted by its rollback: kind and campaign, so the
+        # usage they had can still be reconciled.
+        self._retired: dict[str, tuple[str, int]] = {}
         self._events = 0  # stored updates so far: the last event's id
         self.ledger = Ledger(self._lock)
         # True while this sandbox runs user rules (under the lock, so only the
@@ -323,7 +328,12 @@ class Sandbox:
     # -- inventory ----------------------------------------------------------
 
     def _next_id(self, kind: str) -> int:
-        return next(self._ids[kind])
+        self._ids[kind] += 1
+        return self._ids[kind]
+
+    def _peek_id(self, kind: str, ahead: int = 1) -> int:
+        """The id the ``ahead``-th next entity of ``kind`` will get."""
+        return self._ids[kind] + ahead
 
     def normalize_code(self, code: str) -> str:
         """A code as stored under this sandbox's case sensitivity."""
@@ -493,15 +503,53 @@ class Sandbox:
         threads update (iteration works on a copy)."""
         return LockedView(self._sessions, self._lock)
 
-    def get_profile(self, profile_id: str) -> ProfileStats:
+    def get_profile(self, profile_id: str) -> CustomerProfile:
+        """A customer profile: integration id, created, attributes, closed sessions,
+        total sales and last activity (the SDK's ``CustomerProfile``)."""
         _check_id(profile_id, "a profile id")
         with self._lock:
-            stats = self.ledger.profile(profile_id)
-            if stats is None:
+            found = self._profile(profile_id)
+            if found is None:
                 raise UnknownEntityError(
-                    f"no profile {profile_id!r}{_close(profile_id, self.ledger.profiles)}"
+                    f"no profile {profile_id!r}{_close(profile_id, self._profiles)}"
                 )
-            return stats
+            return found
+
+    def _profile(
+        self, profile_id: str | None, record: ProfileRecord | None = None
+    ) -> CustomerProfile | None:
+        """The stored profile (or ``record`` in its place), with the ledger's counters."""
+        if not profile_id:
+            return None
+        record = record or self._profiles.get(profile_id)
+        if record is None:
+            return None
+        stats = self.ledger.profile(profile_id) or ProfileStats(profile_id)
+        return CustomerProfile(
+            profile_id,
+            record.id,
+            record.created,
+            MappingProxyType(dict(record.attributes)),
+            stats.closed_sessions,
+            stats.total_sales,
+            record.last_activity,
+        )
+
+    def _touch_profile(self, profile_id: str | None, at: datetime) -> ProfileRecord | None:
+        """The profile's record after an activity at ``at`` (created if new); not stored."""
+        if not profile_id:
+            return None
+        old = self._profiles.get(profile_id)
+        if old is None:
+            return ProfileRecord(self._peek_id("profile"), at, {}, at)
+        return attrs.evolve(old, last_activity=at)
+
+    def _keep_profile(self, profile_id: str | None, record: ProfileRecord | None) -> None:
+        if profile_id and record is not None:
+            if profile_id not in self._profiles:
+                self._next_id("profile")
+            self._profiles[profile_id] = record
+            self.ledger.touch_profile(profile_id)
 
     def limit_counters(self) -> list[LimitCounter]:
         """Every limit counter that has moved, with its limit and remaining room."""
@@ -533,12 +581,28 @@ class Sandbox:
     def snapshot(self) -> tuple[Any, ...]:
         """Everything an update may change, comparable with ``==``."""
         with self._lock:
-            return (self.ledger.snapshot(), dict(self._sessions))
+            return (
+                self.ledger.snapshot(),
+                dict(self._sessions),
+                dict(self._profiles),
+                tuple(self._coupons),
+                tuple(self._referrals),
+            )
+
+    @property
+    def retired_codes(self) -> Mapping[str, tuple[str, int]]:
+        """Created codes a cancel or reopen deleted again: code -> (kind, campaign id)."""
+        return LockedView(self._retired, self._lock)
 
     # -- evaluation -------------------------------------------------------------
 
     def _world(
-        self, *, now: datetime | None = None, evaluable: frozenset[int] | None = None
+        self,
+        *,
+        now: datetime | None = None,
+        evaluable: frozenset[int] | None = None,
+        session_id: str = "",
+        profile: CustomerProfile | None = None,
     ) -> World:
         return World(
             campaigns=tuple(self._campaigns),
@@ -550,6 +614,9 @@ class Sandbox:
             normalize=self._normalize,
             evaluable=evaluable,
             cost_ids=MappingProxyType(self._cost_ids),
+            profile=profile,
+            session_id=session_id,
+            campaigns_by_name={c.name: c for c in self._campaigns},
         )
 
     def evaluate(self, session: AnySession | IntegrationRequest | Mapping[str, Any]) -> Evaluation:
@@ -565,11 +632,16 @@ class Sandbox:
         *,
         now: datetime | None = None,
         evaluable: frozenset[int] | None = None,
+        session_id: str = "",
+        profile: CustomerProfile | None = None,
     ) -> Evaluation:
         """The engine, with user rules marked as running (see :meth:`_mutating`)."""
+        if profile is None:
+            profile = self._profile(session.profile_id)
+        world = self._world(now=now, evaluable=evaluable, session_id=session_id, profile=profile)
         self._evaluating = True
         try:
-            return evaluate(session, self._world(now=now, evaluable=evaluable))
+            return evaluate(session, world)
         finally:
             self._evaluating = False
 
@@ -695,12 +767,17 @@ class Sandbox:
                         session_id, session_now, SessionState.CANCELLED, (), meta=meta
                     )
                 return result
-            evaluation = self._run_engine(session_now, now=at, evaluable=evaluable)
+            evaluation = self._run_engine(
+                session_now, now=at, evaluable=evaluable, session_id=session_id
+            )
+            coupons, referrals = self._created_wire(evaluation.created, at)
             state = IntegrationState(
                 session_id,
                 session_now,
                 evaluation.effects,
                 evaluation.failures,
+                coupons,
+                referrals,
                 trace=evaluation.trace,
                 dry=dry,
                 meta=meta,
@@ -727,12 +804,15 @@ class Sandbox:
                     returned=tuple(0 for _ in session_now.cart_items or ()),
                     sales_left=session_now.effective_total,
                     meta=meta,
+                    created=tuple(c.code for c in evaluation.created),
                 )
+                made = self._new_codes(evaluation.created)
                 self.ledger.commit(
                     evaluation.charges,
                     profile=session_now.profile_id,
                     sales=session_now.effective_total,
                 )
+                self._register_created(made)
             else:
                 new_stored = StoredSession(
                     session_id, session_now, SessionState.OPEN, evaluation.effects, meta=meta
@@ -740,12 +820,91 @@ class Sandbox:
             self._store(new_stored)
             return state
 
+    def _created_wire(
+        self, created: Sequence[CreatedCode], at: datetime
+    ) -> tuple[tuple[dict[str, Any], ...], tuple[dict[str, Any], ...]]:
+        """``createdCoupons`` / ``createdReferrals``: the SDK's ``Coupon`` and ``Referral``,
+        with the ids the codes get when the session closes."""
+        coupons: list[dict[str, Any]] = []
+        referrals: list[dict[str, Any]] = []
+        for made in created:
+            if made.kind == "coupon":
+                coupons.append(
+                    created_coupon_wire(made, self._peek_id("coupon", len(coupons) + 1), at)
+                )
+            else:
+                referrals.append(
+                    created_referral_wire(made, self._peek_id("referral", len(referrals) + 1), at)
+                )
+        return tuple(coupons), tuple(referrals)
+
+    def _new_codes(
+        self, created: Sequence[CreatedCode]
+    ) -> list[tuple[Campaign, Coupon | Referral]]:
+        """The definitions a close's create effects make; stored by _register_created."""
+        by_id = {c.id: c for c in self._campaigns}
+        counts = {"coupon": 0, "referral": 0}
+        made: list[tuple[Campaign, Coupon | Referral]] = []
+        for code in created:
+            counts[code.kind] += 1
+            new_id = self._peek_id(code.kind, counts[code.kind])
+            definition: Coupon | Referral
+            if code.kind == "coupon":
+                definition = Coupon(
+                    new_id,
+                    code.code,
+                    code.campaign_id,
+                    code.usage_limit,
+                    code.start_date,
+                    code.expiry_date,
+                    code.profile_id,
+                    created=self._now,
+                )
+            else:
+                definition = Referral(
+                    new_id,
+                    code.code,
+                    code.campaign_id,
+                    code.profile_id,
+                    code.friend,
+                    code.usage_limit,
+                    code.start_date,
+                    code.expiry_date,
+                    created=self._now,
+                )
+            made.append((by_id[code.campaign_id], definition))
+        return made
+
+    def _register_created(self, made: Sequence[tuple[Campaign, Coupon | Referral]]) -> None:
+        for campaign, definition in made:
+            kind = "coupon" if isinstance(definition, Coupon) else "referral"
+            self._next_id(kind)
+            self._register_code(definition.code, campaign, definition, "a created code")
+            if isinstance(definition, Coupon):
+                campaign.coupons[definition.code] = definition
+            else:
+                campaign.referrals[definition.code] = definition
+            self._retired.pop(definition.code, None)
+
+    def _delete_created(self, codes: Sequence[str]) -> None:
+        """A rolled-back close's created codes: gone, so a later session gets NotFound."""
+        for code in codes:
+            coupon = self._coupons.pop(code, None)
+            if coupon is not None:
+                coupon[0].coupons.pop(code, None)
+                self._retired[code] = ("coupon", coupon[0].id)
+                continue
+            referral = self._referrals.pop(code, None)
+            if referral is not None:
+                referral[0].referrals.pop(code, None)
+                self._retired[code] = ("referral", referral[0].id)
+
     def _store(self, stored: StoredSession) -> None:
-        """Keep a session, and note the first session of its profile."""
+        """Keep a session, its profile's activity, and note the first session of a profile."""
         self._events += 1
         profile = stored.submitted.profile_id
         if profile:
-            self.ledger.touch_profile(profile)
+            self._keep_profile(profile, self._touch_profile(profile, self._now))
             self._first_sessions.setdefault(profile, stored.session_id)
         self._sessions[stored.session_id] = stored
 
@@ -783,6 +942,13 @@ class Sandbox:
         if not asked:
             return {}
         parts: dict[str, Any] = {}
+        if ResponseContent.CUSTOMER_PROFILE in asked and session.profile_id:
+            # The profile as this update leaves it (a dry run: as the real one would).
+            profile = self._profile(
+                session.profile_id, self._touch_profile(session.profile_id, meta.updated)
+            )
+            assert profile is not None
+            parts["customerProfile"] = profile.to_wire()
         if ResponseContent.COUPONS in asked:
             entries = (self._coupons.get(self._normalize(c)) for c in session.coupon_codes or ())
             parts["coupons"] = [
@@ -865,6 +1031,96 @@ class Sandbox:
                 subject="request",
             )
         return at
+
+    def update_profile(
+        self,
+        profile_id: str,
+        payload: ProfileUpdate | Mapping[str, Any] | None = None,
+        *,
+        run_rule_engine: bool = False,
+        dry: bool = False,
+    ) -> ProfileState:
+        """Talon.One's ``updateCustomerProfileV2``: merge attributes, maybe run the rules.
+
+        ``payload`` is ``{"attributes": {...}}`` (``CustomerProfileIntegrationRequestV2``):
+        each attribute sent replaces the stored one, the others stay. The profile is
+        created if new. With ``run_rule_engine=True`` every running campaign is
+        evaluated for the profile alone (an empty session: rules that read
+        ``ctx.profile`` can fire) and the effects are returned; unless ``dry``, what
+        they commit (created codes, counters) is committed at once, as no session
+        will close. ``dry`` and ``responseContent`` need ``run_rule_engine``, as in
+        Talon.One; a dry run stores nothing.
+        """
+        _check_id(profile_id, "a profile id")
+        update = _profile_update(payload)
+        problems = []
+        if dry and not run_rule_engine:
+            problems.append(Problem("dry", "'dry' only works with runRuleEngine=true"))
+        if update.response_content and not run_rule_engine:
+            problems.append(
+                Problem("/responseContent", "'responseContent' needs runRuleEngine=true")
+            )
+        if problems:
+            raise ValidationError(problems, subject="profile update")
+        with self._mutating("sb.update_profile()"), decimal.localcontext(ARITHMETIC):
+            old = self._profiles.get(profile_id)
+            record = self._touch_profile(profile_id, self._now)
+            assert record is not None
+            if update.attributes is not None:
+                record = attrs.evolve(record, attributes={**record.attributes, **update.attributes})
+            profile = self._profile(profile_id, record)
+            assert profile is not None
+            evaluation_state = None
+            made: list[tuple[Campaign, Coupon | Referral]] = []
+            evaluation = None
+            if run_rule_engine:
+                evaluable = self._check_request(
+                    _Request(
+                        NewCustomerSessionV2(evaluable_campaign_ids=update.evaluable_campaign_ids),
+                        None,
+                        "",
+                    ),
+                    dry=dry,
+                )
+                session = NewCustomerSessionV2(profile_id=profile_id, state=SessionState.OPEN)
+                evaluation = self._run_engine(
+                    session,
+                    evaluable=evaluable,
+                    session_id=f"profile:{profile_id}:{(old.last_activity if old else None)}",
+                    profile=profile,
+                )
+                coupons, referrals = self._created_wire(evaluation.created, self._now)
+                extras = self._extras(
+                    _Request(session, _as_session_content(update.response_content), ""),
+                    f"profile:{profile_id}",
+                    session,
+                    evaluation,
+                    self._meta(f"profile:{profile_id}", None, session, self._now),
+                    None,
+                )
+                extras.pop("customerProfile", None)
+                evaluation_state = IntegrationState(
+                    f"profile:{profile_id}",
+                    session,
+                    evaluation.effects,
+                    evaluation.failures,
+                    coupons,
+                    referrals,
+                    trace=evaluation.trace,
+                    dry=dry,
+                    extras=extras,
+                )
+                made = self._new_codes(evaluation.created)
+            result = ProfileState(
+                profile, evaluation_state, dry=dry, response_content=update.response_content
+            )
+            if dry:
+                return result
+            if evaluation is not None:
+                self.ledger.commit(evaluation.charges, sales=ZERO)
+                self._register_created(made)
+            self._keep_profile(profile_id, record)
+            return result
 
     def reopen(self, session_id: str, *, dry: bool = False) -> IntegrationState:
         """Talon.One's ``reopenCustomerSession``: closed -> open, rolling back what close committed."""
@@ -1002,7 +1258,13 @@ class Sandbox:
             )
         else:
             new_stored = attrs.evolve(
-                stored, state=to, committed=(), discounts_left=(), effects=(), meta=meta
+                stored,
+                state=to,
+                committed=(),
+                discounts_left=(),
+                effects=(),
+                meta=meta,
+                created=(),
             )
         self.ledger.release(
             stored.committed,
@@ -1010,6 +1272,7 @@ class Sandbox:
             sessions=1,
             sales=stored.sales_left,
         )
+        self._delete_created(stored.created)
         self._sessions[stored.session_id] = new_stored
         return result
 
@@ -1037,6 +1300,32 @@ def _close(name: Any, known: Iterable[str]) -> str:
     if not match:
         match = [k for k in names if k.lower() == candidate.lower()]
     return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def _profile_update(payload: Any) -> ProfileUpdate:
+    if payload is None:
+        return ProfileUpdate()
+    if isinstance(payload, ProfileUpdate):
+        return payload
+    if isinstance(payload, Mapping):
+        return from_wire(ProfileUpdate, payload)
+    raise ValidationError(
+        [
+            Problem(
+                "",
+                "a profile update must be a ProfileUpdate or a camelCase dict such as "
+                f'{{"attributes": {{...}}}}, got {type(payload).__name__}',
+            )
+        ],
+        subject="profile update",
+    )
+
+
+def _as_session_content(parts: Sequence[Any] | None) -> tuple[ResponseContent, ...] | None:
+    """A profile update's responseContent, in the session's names (they share them)."""
+    if not parts:
+        return None
+    return tuple(ResponseContent(str(p)) for p in parts)
 
 
 def _check_id(value: Any, what: str) -> None:

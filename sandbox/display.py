@@ -34,8 +34,9 @@ from sandbox.talon import EffectType
 
 if TYPE_CHECKING:
     from sandbox.core import LimitCounter, Sandbox, StoredSession
+    from sandbox.profiles import CustomerProfile
     from sandbox.rules import Campaign, Limit
-    from sandbox.state import CampaignTrace, Effect, IntegrationState, RuleTrace
+    from sandbox.state import CampaignTrace, Effect, IntegrationState, ProfileState, RuleTrace
 
 __all__ = [
     "Explanation",
@@ -711,3 +712,32 @@ def _limit_row(campaign: Campaign, limit: Limit, counter: LimitCounter | None) -
         esc(counter.limit),
         coloured(esc(remaining), colour, bold=not remaining),
     ]
+
+
+def profile_html(profile: CustomerProfile) -> str:
+    """A customer profile: its counters, its activity and its attributes."""
+    heading = f"<div><b>profile {esc(profile.integration_id or '(anonymous)')}</b></div>"
+    facts = pairs(
+        [
+            ("closed sessions", esc(profile.closed_sessions)),
+            ("total sales", esc(profile.total_sales)),
+            ("created", esc(_date(profile.created))),
+            ("last activity", esc(_date(profile.last_activity))),
+        ]
+    )
+    attributes = table(
+        ("attribute", "value"),
+        ([esc(k), esc(plain(v))] for k, v in profile.attributes.items()),
+        empty="no attributes",
+    )
+    return box("profile", heading + facts + section("attributes", attributes))
+
+
+def profile_state_html(state: ProfileState) -> str:
+    """A profile update's answer: the profile, then what its rules did (if they ran)."""
+    parts = [profile_html(state.profile)]
+    if state.evaluation is not None:
+        parts.append(integration_state_html(state.evaluation))
+    elif not state.dry:
+        parts.append("<div><i>rules not run (run_rule_engine=False)</i></div>")
+    return box("profile-state", "".join(parts))

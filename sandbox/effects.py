@@ -14,6 +14,7 @@ set_discount('10% off', percent=Decimal('10'))
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AddFreeItem",
+    "CreateCoupon",
+    "CreateReferral",
     "EffectSpec",
     "SetDiscount",
     "SetDiscountPerAdditionalCost",
@@ -37,6 +40,8 @@ __all__ = [
     "TriggerWebhook",
     "UpdateAttribute",
     "add_free_item",
+    "create_coupon",
+    "create_referral",
     "set_discount",
     "set_discount_per_additional_cost",
     "set_discount_per_additional_cost_per_item",
@@ -174,6 +179,60 @@ class SetDiscountPerAdditionalCostPerItem:
 
 
 @attrs.frozen(repr=False)
+class CreateCoupon:
+    """``createCoupon``: a new coupon for the session's profile (or ``recipient``).
+
+    ``value`` is the code, or a callable of the context giving it; without one,
+    ``pattern`` generates it (``#`` is a random character of ``A-Z0-9``, chosen
+    deterministically from the session, so a dry run and the real update agree).
+    The code exists from the close of the session that created it and is deleted
+    again by the cancel or reopen that rolls the close back (DESIGN.md section 4).
+    ``campaign`` names the campaign to create it in (default: the rule's own).
+    """
+
+    value: str | Callable[[Context], Any] | None = None
+    pattern: str = "####-####"
+    recipient: str | None = None
+    usage_limit: int = 1
+    start_date: datetime | None = None
+    expiry_date: datetime | None = None
+    valid_days: int | None = None
+    campaign: str | None = None
+    effect_type = EffectType.COUPON_CREATED
+    builder = "create_coupon"
+
+    def __repr__(self) -> str:
+        return _show(
+            self,
+            ("pattern", "recipient", "usage_limit", "valid_days", "campaign"),
+            "value",
+        )
+
+
+@attrs.frozen(repr=False)
+class CreateReferral:
+    """``createReferral``: a new referral code whose advocate is the session's profile.
+
+    ``value``, ``pattern`` and ``campaign`` as for :class:`CreateCoupon`;
+    ``friend`` limits it to one friend.
+    """
+
+    value: str | Callable[[Context], Any] | None = None
+    pattern: str = "REF-######"
+    friend: str | None = None
+    usage_limit: int = 0
+    start_date: datetime | None = None
+    expiry_date: datetime | None = None
+    valid_days: int | None = None
+    campaign: str | None = None
+    effect_type = EffectType.REFERRAL_CREATED
+    builder = "create_referral"
+
+    def __repr__(self) -> str:
+        return _show(self, ("pattern", "friend", "usage_limit", "valid_days", "campaign"), "value")
+
+
+@attrs.frozen(repr=False)
 class AddFreeItem:
     sku: str
     name: str
@@ -224,6 +283,8 @@ EffectSpec: TypeAlias = (
     | SetDiscountPerItem
     | SetDiscountPerAdditionalCost
     | SetDiscountPerAdditionalCostPerItem
+    | CreateCoupon
+    | CreateReferral
     | AddFreeItem
     | ShowNotification
     | UpdateAttribute
@@ -234,6 +295,8 @@ EFFECT_SPECS = (
     SetDiscountPerItem,
     SetDiscountPerAdditionalCost,
     SetDiscountPerAdditionalCostPerItem,
+    CreateCoupon,
+    CreateReferral,
     AddFreeItem,
     ShowNotification,
     UpdateAttribute,
@@ -310,6 +373,119 @@ def set_discount_per_additional_cost_per_item(
         )
     return SetDiscountPerAdditionalCostPerItem(
         _name(name, f"{builder}(name)"), _cost_name(cost, builder), fixed, pct, where
+    )
+
+
+_PATTERN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-#")
+
+
+def _code_or_pattern(builder: str, value: Any, pattern: Any) -> tuple[Any, str]:
+    from sandbox.rules import check_code_shape
+
+    if value is not None and not callable(value):
+        check_code_shape(value, builder.removeprefix("create_"), f"{builder}(value=...)")
+    if not isinstance(pattern, str) or not 3 <= len(pattern) <= 100:
+        raise DefinitionError(
+            f"{builder}(pattern=...) must be a string of 3 to 100 characters, got {pattern!r}"
+        )
+    if not set(pattern) <= _PATTERN_CHARS or "#" not in pattern:
+        raise DefinitionError(
+            f"{builder}(pattern=...) uses letters, digits, '_', '-' and at least one '#' "
+            f"(a random character), as Talon.One's code patterns do, got {pattern!r}"
+        )
+    if len(pattern) < 4:
+        raise DefinitionError(
+            f"{builder}(pattern=...) must make codes of at least 4 characters, got {pattern!r}"
+        )
+    return value, pattern
+
+
+def _validity(builder: str, start: Any, expiry: Any, valid_days: Any) -> tuple[Any, Any, Any]:
+    from sandbox.rules import parse_time
+
+    start_at = None if start is None else parse_time(start, f"{builder}(start_date=...)")
+    expiry_at = None if expiry is None else parse_time(expiry, f"{builder}(expiry_date=...)")
+    if valid_days is not None and (type(valid_days) is not int or valid_days < 1):
+        raise DefinitionError(
+            f"{builder}(valid_days=...) must be an integer >= 1, got {valid_days!r}"
+        )
+    if valid_days is not None and expiry_at is not None:
+        raise DefinitionError(f"{builder}() takes expiry_date=... or valid_days=..., not both")
+    if start_at is not None and expiry_at is not None and expiry_at < start_at:
+        raise DefinitionError(f"{builder}(): expiry_date is before start_date")
+    return start_at, expiry_at, valid_days
+
+
+def _usage(builder: str, value: Any) -> int:
+    if type(value) is not int or not 0 <= value <= 999_999:
+        raise DefinitionError(
+            f"{builder}(usage_limit=...) must be an integer from 0 (unlimited) to 999999, "
+            f"got {value!r}"
+        )
+    return value
+
+
+def _optional_id(builder: str, what: str, value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or not 1 <= len(value) <= 1000):
+        raise DefinitionError(f"{builder}({what}=...) must be a profile id, got {value!r}")
+    return value
+
+
+def create_coupon(
+    value: str | Callable[[Context], Any] | None = None,
+    *,
+    pattern: str = "####-####",
+    recipient: str | None = None,
+    usage_limit: int = 1,
+    start_date: Any = None,
+    expiry_date: Any = None,
+    valid_days: int | None = None,
+    campaign: str | None = None,
+) -> CreateCoupon:
+    """``createCoupon``: reward the session with a code, e.g. for the next order.
+
+    >>> create_coupon(pattern="NEXT-####", valid_days=30)
+    create_coupon(None, pattern='NEXT-####', usage_limit=1, valid_days=30)
+    """
+    builder = "create_coupon"
+    code, shape = _code_or_pattern(builder, value, pattern)
+    start, expiry, days = _validity(builder, start_date, expiry_date, valid_days)
+    return CreateCoupon(
+        code,
+        shape,
+        _optional_id(builder, "recipient", recipient),
+        _usage(builder, usage_limit),
+        start,
+        expiry,
+        days,
+        _name(campaign, f"{builder}(campaign)") if campaign is not None else None,
+    )
+
+
+def create_referral(
+    value: str | Callable[[Context], Any] | None = None,
+    *,
+    pattern: str = "REF-######",
+    friend: str | None = None,
+    usage_limit: int = 0,
+    start_date: Any = None,
+    expiry_date: Any = None,
+    valid_days: int | None = None,
+    campaign: str | None = None,
+) -> CreateReferral:
+    """``createReferral``: a referral code the session's profile can share."""
+    builder = "create_referral"
+    code, shape = _code_or_pattern(builder, value, pattern)
+    start, expiry, days = _validity(builder, start_date, expiry_date, valid_days)
+    return CreateReferral(
+        code,
+        shape,
+        _optional_id(builder, "friend", friend),
+        _usage(builder, usage_limit),
+        start,
+        expiry,
+        days,
+        _name(campaign, f"{builder}(campaign)") if campaign is not None else None,
     )
 
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 import contextlib
 import decimal
 import functools
+import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from types import MappingProxyType
 from typing import Any
@@ -30,6 +31,8 @@ import attrs
 from sandbox.conditions import Condition, NotABoolError, as_bool
 from sandbox.effects import (
     AddFreeItem,
+    CreateCoupon,
+    CreateReferral,
     EffectSpec,
     SetDiscount,
     SetDiscountPerAdditionalCost,
@@ -40,7 +43,14 @@ from sandbox.effects import (
     UpdateAttribute,
 )
 from sandbox.errors import RuleError
-from sandbox.ledger import Charge, CounterKey, period_bucket, profile_usage_key, usage_key
+from sandbox.ledger import (
+    Charge,
+    CounterKey,
+    period_bucket,
+    profile_usage_key,
+    referred_key,
+    usage_key,
+)
 from sandbox.models import (
     ARITHMETIC,
     MAX_MONEY,
@@ -49,6 +59,7 @@ from sandbox.models import (
     bound_problem,
     describe,
 )
+from sandbox.profiles import CustomerProfile
 from sandbox.rules import Campaign, Coupon, Limit, Referral, Rule
 from sandbox.state import CampaignTrace, Effect, RuleFailureReason, RuleTrace
 from sandbox.talon import (
@@ -95,6 +106,11 @@ class World:
     normalize: Callable[[str], str]
     evaluable: frozenset[int] | None = None
     cost_ids: Mapping[str, int] = attrs.Factory(dict)
+    profile: CustomerProfile | None = None
+    """The session's profile as stored (None: anonymous, or not created yet)."""
+    session_id: str = ""
+    """Seeds the codes create effects generate, so they differ from session to session."""
+    campaigns_by_name: Mapping[str, Campaign] = attrs.Factory(dict)
 
 
 class Context:
@@ -114,6 +130,7 @@ class Context:
         "identifiers",
         "items",
         "now",
+        "profile",
         "profile_id",
         "referral",
         "referral_code",
@@ -122,7 +139,9 @@ class Context:
         "total",
     )
 
-    def __init__(self, session: AnySession, now: datetime) -> None:
+    def __init__(
+        self, session: AnySession, now: datetime, profile: CustomerProfile | None = None
+    ) -> None:
         self.session = session
         self.total: Decimal = session.effective_total
         self.items: tuple[CartItem, ...] = session.cart_items or ()
@@ -136,6 +155,13 @@ class Context:
             {name: cost.price for name, cost in (session.additional_costs or {}).items()}
         )
         self.now = now
+        if profile is None:
+            profile = (
+                CustomerProfile(self.profile_id, 0, now, MappingProxyType({}), last_activity=now)
+                if self.profile_id
+                else CustomerProfile.anonymous(now)
+            )
+        self.profile: CustomerProfile = profile
         self.campaign: str | None = None
         self.coupon_valid: bool = False
         self.referral_valid: bool = False
@@ -170,6 +196,7 @@ _SESSION_SLOTS = (
     "referral_code",
     "additional_costs",
     "now",
+    "profile",
 )
 
 
@@ -182,6 +209,22 @@ class Evaluation:
     trace: tuple[CampaignTrace, ...]
     charges: tuple[Charge, ...]
     """What closing the session would commit to the ledger."""
+    created: tuple[CreatedCode, ...] = ()
+    """The codes create effects made: they exist once the session closes."""
+
+
+@attrs.frozen
+class CreatedCode:
+    """A coupon or referral a create effect made, as the inventory will hold it."""
+
+    kind: str  # "coupon" or "referral"
+    code: str  # as stored, case-normalised
+    campaign_id: int
+    profile_id: str  # the coupon's recipient, the referral's advocate
+    friend: str | None = None
+    usage_limit: int = 0
+    start_date: datetime | None = None
+    expiry_date: datetime | None = None
 
 
 # ---------------------------------------------------------------------------
@@ -272,6 +315,7 @@ class _Run:
             if referral
             else None
         )
+        self.created: list[CreatedCode] = []  # by create effects that applied
         # The code each campaign's rules see (DESIGN.md section 4), by campaign id.
         self.campaign_coupon: dict[int, _Code] = {}
         self.campaign_referral: dict[int, _Code] = {}
@@ -332,8 +376,16 @@ class _Run:
         if self.profile_id is None and any(
             LimitEntity.PROFILE in lim.entities for lim in campaign.limits
         ):
+            # Coupons: ProfileRequired. Referrals have no such documented reason; DESIGN.md
+            # section 4 answers ProfileLimitReached, saying a profile is required.
+            reason = (
+                reasons.PROFILE_REQUIRED
+                if reasons is CouponRejection
+                else reasons.PROFILE_LIMIT_REACHED
+            )
             return _CodeCheck(
-                reasons.PROFILE_REQUIRED, f"campaign {campaign.name!r} has a per-profile limit"
+                reason,
+                f"a profile is required: campaign {campaign.name!r} has a per-profile limit",
             )
         return None
 
@@ -407,6 +459,14 @@ class _Run:
             return _CodeCheck(
                 reasons.RECIPIENT_DOES_NOT_MATCH,
                 f"the referral is for friend {referral.friend!r}, the session has {self.profile_id!r}",
+            )
+        if self.profile_id is not None and self.world.counters.get(
+            referred_key(campaign.id, self.profile_id), ZERO
+        ):
+            return _CodeCheck(
+                reasons.CUSTOMER_ALREADY_REFERRED,
+                f"profile {self.profile_id!r} has already redeemed a referral of campaign "
+                f"{campaign.name!r}",
             )
         return self._limit_checks(
             campaign,
@@ -499,6 +559,7 @@ class _Desired:
     base: Decimal = ZERO
     props: dict[str, Any] = attrs.Factory(dict)
     missing: str | None = None
+    created: CreatedCode | None = None
 
 
 @attrs.define
@@ -561,6 +622,8 @@ class _Recorder:
         value = getattr(self._ctx, name)
         if name == "attributes":
             return _RecordingMapping(value, self.seen)
+        if name == "profile":
+            return _RecordingProfile(value, self.seen)
         if name == "items":
             self.seen["items"] = _Shown(
                 "["
@@ -585,15 +648,17 @@ class _Shown(str):
 
 
 class _RecordingMapping(Mapping[str, Any]):
-    def __init__(self, data: Mapping[str, Any], seen: dict[str, Any]) -> None:
-        self._data, self._seen = data, seen
+    def __init__(
+        self, data: Mapping[str, Any], seen: dict[str, Any], label: str = "attributes"
+    ) -> None:
+        self._data, self._seen, self._label = data, seen, label
 
     def __getitem__(self, key: str) -> Any:
-        self._seen[f"attributes[{key!r}]"] = self._data.get(key)
+        self._seen[f"{self._label}[{key!r}]"] = self._data.get(key)
         return self._data[key]
 
     def get(self, key: str, default: Any = None) -> Any:
-        self._seen[f"attributes[{key!r}]"] = self._data.get(key, default)
+        self._seen[f"{self._label}[{key!r}]"] = self._data.get(key, default)
         return self._data.get(key, default)
 
     def __iter__(self) -> Any:
@@ -603,8 +668,22 @@ class _RecordingMapping(Mapping[str, Any]):
         return len(self._data)
 
     def __contains__(self, key: object) -> bool:
-        self._seen[f"{key!r} in attributes"] = key in self._data
+        self._seen[f"{key!r} in {self._label}"] = key in self._data
         return key in self._data
+
+
+class _RecordingProfile:
+    """``ctx.profile`` for a failing condition's details: what of the profile it read."""
+
+    def __init__(self, profile: CustomerProfile, seen: dict[str, Any]) -> None:
+        self._profile, self._seen = profile, seen
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._profile, name)
+        if name == "attributes":
+            return _RecordingMapping(value, self._seen, "profile.attributes")
+        self._seen[f"profile.{name}"] = value
+        return value
 
 
 def _details(condition: Condition, ctx: Context) -> str:
@@ -774,6 +853,8 @@ def _desire(run: _Run, campaign: Campaign, rule: Rule, ctx: Context) -> Iterable
                         slot=("item cost", position, sub, spec.cost),
                         base=base,
                     )
+        elif isinstance(spec, CreateCoupon | CreateReferral):
+            yield _desired_code(run, campaign, rule, ctx, index, spec)
         elif isinstance(spec, AddFreeItem):
             yield _Desired(
                 spec,
@@ -796,6 +877,88 @@ def _desire(run: _Run, campaign: Campaign, rule: Rule, ctx: Context) -> Iterable
             yield _Desired(
                 spec, index, props={"webhookId": spec.webhook_id, "webhookName": spec.webhook_name}
             )
+
+
+_CODE_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+def _generated(run: _Run, pattern: str, seed: str) -> str:
+    """A code from ``pattern`` (``#`` = a character of A-Z0-9), the same for the same
+    session and rule every time, and not one the sandbox already has."""
+    world = run.world
+    for attempt in itertools.count():
+        digest = hashlib.sha256(f"{seed}:{attempt}".encode()).digest()
+        chars = iter(_CODE_CHARS[b % len(_CODE_CHARS)] for b in digest * 4)
+        code = world.normalize("".join(next(chars) if ch == "#" else ch for ch in pattern))
+        if code not in world.coupons and code not in world.referrals:
+            return code
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _desired_code(
+    run: _Run,
+    campaign: Campaign,
+    rule: Rule,
+    ctx: Context,
+    index: int,
+    spec: CreateCoupon | CreateReferral,
+) -> _Desired:
+    """What a create effect would make: the code, where, for whom (or why it cannot)."""
+    kind = "coupon" if isinstance(spec, CreateCoupon) else "referral"
+    target = campaign
+    if spec.campaign is not None:
+        target = run.world.campaigns_by_name[spec.campaign]
+    if spec.value is None:
+        seed = f"{run.world.session_id}:{target.id}:{campaign.id}:{rule.index}:{index}"
+        code = _generated(run, spec.pattern, seed)
+    else:
+        value = spec.value
+        if callable(value):
+            try:
+                value = value(ctx)
+            except Exception as exc:
+                raise RuleError(campaign.name, rule.title, f"effect {index} value", exc) from exc
+            problem = _code_problem(value)
+            if problem is not None:
+                raise RuleError(
+                    campaign.name,
+                    rule.title,
+                    f"effect {index} value",
+                    problem=f"returned {describe(value)}: {problem}",
+                )
+        code = run.world.normalize(value)
+        if code in run.world.coupons or code in run.world.referrals:
+            return _Desired(spec, index, missing=f"the {kind} code {code!r} already exists")
+    owner = spec.recipient if isinstance(spec, CreateCoupon) else None
+    owner = owner or run.profile_id
+    if owner is None:
+        who = "recipient" if kind == "coupon" else "advocate"
+        return _Desired(
+            spec, index, missing=f"a created {kind} needs a {who}: the session has no profile"
+        )
+    expiry = spec.expiry_date
+    if spec.valid_days is not None:
+        expiry = run.now + timedelta(days=spec.valid_days)
+    made = CreatedCode(
+        kind,
+        code,
+        target.id,
+        owner,
+        friend=spec.friend if isinstance(spec, CreateReferral) else None,
+        usage_limit=spec.usage_limit,
+        start_date=spec.start_date,
+        expiry_date=expiry,
+    )
+    props = {"value": code, "profileId": owner} if kind == "coupon" else {"value": code}
+    return _Desired(spec, index, props=props, created=made)
+
+
+def _code_problem(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "a code must be a string"
+    if not 4 <= len(value) <= 100 or value != value.strip() or not value.isprintable():
+        return "a code must have 4 to 100 printable characters and no spaces at its ends"
+    return None
 
 
 def _amount_of(amount: Any, ctx: Context, campaign: Campaign, rule: Rule, index: int) -> Decimal:
@@ -906,11 +1069,17 @@ def _apply_rule(
     own_names: dict[str, int] = {}  # setDiscount name -> index in effects, this rule only
     settings = run.settings
     budgets: tuple[Any, Any] | None = None  # computed at the first discount, once per rule
+    created: list[CreatedCode] = []
     for desired in fired.desired:
         spec = desired.spec
         props = dict(desired.props)
         if desired.missing is not None:
             return [], [], (desired.effect_index, desired.missing)
+        if desired.created is not None:
+            code = desired.created.code
+            if any(c.code == code for c in (*run.created, *created)):
+                return [], [], (desired.effect_index, f"the code {code!r} is already created")
+            created.append(desired.created)
         if desired.value is not None:
             want = desired.value
             if isinstance(spec, SetDiscount) and spec.name in own_names:
@@ -1009,6 +1178,7 @@ def _apply_rule(
     run.pending = pending
     run.session_left = session_left
     run.left = left
+    run.created.extend(created)
     return effects, charges, None
 
 
@@ -1079,7 +1249,7 @@ def _evaluate(session: AnySession, world: World) -> Evaluation:
 
     # 2. Rules of running campaigns
     outcomes: list[_CampaignOutcome] = []
-    base_ctx = Context(session, world.now)
+    base_ctx = Context(session, world.now, world.profile)
     for campaign in world.campaigns:
         if campaign.state is CampaignState.ARCHIVED:
             run.trace.append(CampaignTrace(campaign.id, campaign.name, "archived"))
@@ -1121,7 +1291,9 @@ def _evaluate(session: AnySession, world: World) -> Evaluation:
         c if c.effect_ref is None else Charge(c.key, c.amount, renumber[c.effect_ref])
         for c in run.charges
     )
-    return Evaluation(emitted, tuple(run.failures), tuple(run.trace), final_charges)
+    return Evaluation(
+        emitted, tuple(run.failures), tuple(run.trace), final_charges, tuple(run.created)
+    )
 
 
 def _apply_campaign(run: _Run, outcome: _CampaignOutcome, applied_groups: set[int]) -> None:
@@ -1216,6 +1388,9 @@ def _apply_campaign(run: _Run, outcome: _CampaignOutcome, applied_groups: set[in
                     usage_key(campaign.id, "referral", referral.stored),
                 )
             )
+            if run.profile_id:
+                # Not a limit: a friend is referred once per campaign (AlreadyReferred).
+                run.charges.append(Charge(referred_key(campaign.id, run.profile_id), ONE))
         offset = len(run.effects)
         for effect in effects:
             # A None keeps the place of a discount overwritten within the rule,

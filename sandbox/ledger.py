@@ -28,6 +28,7 @@ __all__ = [
     "ProfileStats",
     "period_bucket",
     "profile_usage_key",
+    "referred_key",
     "usage_key",
 ]
 
@@ -58,6 +59,11 @@ def profile_usage_key(campaign_id: int, code: str, profile_id: str) -> CounterKe
     return CounterKey(
         campaign_id, "couponProfileUsage", (("Coupon", code), ("Profile", profile_id))
     )
+
+
+def referred_key(campaign_id: int, profile_id: str) -> CounterKey:
+    """Whether a friend has redeemed a referral of a campaign (ReferralCustomerAlreadyReferred)."""
+    return CounterKey(campaign_id, "referredProfile", (("Profile", profile_id),))
 
 
 def period_bucket(period: Period | None, now: datetime) -> str | None:

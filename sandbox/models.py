@@ -46,6 +46,7 @@ __all__ = [
     "NewCustomerSession",
     "NewCustomerSessionV2",
     "Product",
+    "ProfileResponseContent",
     "ResponseContent",
     "ReturnedCartItem",
     "SessionState",
@@ -782,6 +783,17 @@ class ResponseContent(enum.StrEnum):
     AWARDED_GIVEAWAYS = "awardedGiveaways"
     RULE_FAILURE_REASONS = "ruleFailureReasons"
     PREVIOUS_RETURNS = "previousReturns"
+
+
+class ProfileResponseContent(enum.StrEnum):
+    """``CustomerProfileIntegrationRequestV2.responseContent``."""
+
+    CUSTOMER_PROFILE = "customerProfile"
+    TRIGGERED_CAMPAIGNS = "triggeredCampaigns"
+    LOYALTY = "loyalty"
+    EVENT = "event"
+    AWARDED_GIVEAWAYS = "awardedGiveaways"
+    RULE_FAILURE_REASONS = "ruleFailureReasons"
 
 
 def _to_response_content(value: Any) -> Any:

@@ -22,10 +22,13 @@ from sandbox.talon import CampaignState, EffectType
 
 if TYPE_CHECKING:
     from sandbox.core import StoredSession
+    from sandbox.engine import CreatedCode
 
 __all__ = [
     "campaign_wire",
     "coupon_wire",
+    "created_coupon_wire",
+    "created_referral_wire",
     "event_type",
     "event_wire",
     "referral_wire",
@@ -93,6 +96,41 @@ def referral_wire(
             "code": referral.code,
             "usageCounter": int(used),
             "referredCustomers": list(referred),
+        }
+    )
+
+
+def created_coupon_wire(made: CreatedCode, coupon_id: int, at: datetime) -> dict[str, Any]:
+    """A created coupon as the SDK's ``Coupon`` (``createdCoupons``)."""
+    return _drop_none(
+        {
+            "id": coupon_id,
+            "created": wire_time(at),
+            "campaignId": made.campaign_id,
+            "value": made.code,
+            "usageLimit": made.usage_limit,
+            "startDate": _time(made.start_date),
+            "expiryDate": _time(made.expiry_date),
+            "usageCounter": 0,
+            "recipientIntegrationId": made.profile_id,
+        }
+    )
+
+
+def created_referral_wire(made: CreatedCode, referral_id: int, at: datetime) -> dict[str, Any]:
+    """A created referral as the SDK's ``Referral`` (``createdReferrals``)."""
+    return _drop_none(
+        {
+            "id": referral_id,
+            "created": wire_time(at),
+            "startDate": _time(made.start_date),
+            "expiryDate": _time(made.expiry_date),
+            "usageLimit": made.usage_limit,
+            "campaignId": made.campaign_id,
+            "advocateProfileIntegrationId": made.profile_id,
+            "friendProfileIntegrationId": made.friend,
+            "code": made.code,
+            "usageCounter": 0,
         }
     )
 

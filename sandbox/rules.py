@@ -372,6 +372,12 @@ class Campaign:
                     f"{where}: then[{i}] must be an effect from sandbox.effects "
                     f"(set_discount, set_discount_per_item, ...), got {effect!r}"
                 )
+            target = getattr(effect, "campaign", None)
+            if target is not None and target not in {c.name for c in self._sandbox.campaigns}:
+                raise DefinitionError(
+                    f"{where}: then[{i}] creates codes in campaign {target!r}, which does not "
+                    "exist; define that campaign before this rule"
+                )
         with self._mutating("rule()"):
             self._check_new_title(title, where)
             for effect in then:

@@ -20,11 +20,13 @@ from sandbox.talon import EffectType
 
 if TYPE_CHECKING:
     from sandbox.display import Explanation
+    from sandbox.profiles import CustomerProfile
 
 __all__ = [
     "CampaignTrace",
     "Effect",
     "IntegrationState",
+    "ProfileState",
     "RuleFailureReason",
     "RuleTrace",
     "SessionMeta",
@@ -486,3 +488,79 @@ def _effect_phrase(effect: Effect) -> str:
 
 def _origin(effect: Effect) -> str:
     return f" (campaign {effect.campaign_id}, rule {effect.rule_name!r})"
+
+
+@attrs.frozen
+class ProfileState:
+    """The answer to ``update_profile`` (Talon.One's ``CustomerProfileIntegrationResponseV2``).
+
+    ``evaluation`` is what the profile-triggered rules answered when they ran
+    (``run_rule_engine=True``), else None: then ``effects`` is always empty, as
+    Talon.One documents.
+    """
+
+    profile: CustomerProfile
+    evaluation: IntegrationState | None = None
+    dry: bool = attrs.field(default=False, eq=False)
+    response_content: tuple[Any, ...] | None = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def effects(self) -> tuple[Effect, ...]:
+        return self.evaluation.effects if self.evaluation is not None else ()
+
+    @property
+    def rule_failure_reasons(self) -> tuple[RuleFailureReason, ...]:
+        return self.evaluation.rule_failure_reasons if self.evaluation is not None else ()
+
+    @property
+    def created_coupons(self) -> tuple[Any, ...]:
+        return self.evaluation.created_coupons if self.evaluation is not None else ()
+
+    @property
+    def created_referrals(self) -> tuple[Any, ...]:
+        return self.evaluation.created_referrals if self.evaluation is not None else ()
+
+    @property
+    def discounts(self) -> dict[str, Decimal]:
+        return self.evaluation.discounts if self.evaluation is not None else {}
+
+    def to_wire(self, response_content: Iterable[Any] | None = None) -> dict[str, Any]:
+        """``CustomerProfileIntegrationResponseV2``: the required ``effects``,
+        ``createdCoupons``, ``createdReferrals``, plus what ``response_content`` names
+        (everything this answer holds when called without it)."""
+        wanted = None if response_content is None else {str(p) for p in response_content}
+        parts: dict[str, Any] = {}
+        if wanted is None or "customerProfile" in wanted:
+            parts["customerProfile"] = self.profile.to_wire()
+        parts["effects"] = [e.to_wire() for e in self.effects]
+        if self.evaluation is not None and (wanted is None or "ruleFailureReasons" in wanted):
+            parts["ruleFailureReasons"] = [r.to_wire() for r in self.rule_failure_reasons]
+        parts["createdCoupons"] = [to_plain(c) for c in self.created_coupons]
+        parts["createdReferrals"] = [to_plain(r) for r in self.created_referrals]
+        if self.evaluation is not None:
+            for key, value in self.evaluation.extras.items():
+                if wanted is None or key in wanted:
+                    parts[key] = to_plain(value)
+        return parts
+
+    def explain(self) -> str:
+        """The profile as updated, then why each profile-triggered rule fired or not."""
+        p = self.profile
+        shown = ", ".join(f"{k}={v!r}" for k, v in p.attributes.items()) or "no attributes"
+        lines = [
+            f"profile {p.integration_id!r}: {shown}; {p.closed_sessions} closed session(s), "
+            f"total sales {p.total_sales}" + (" [dry run]" if self.dry else "")
+        ]
+        if self.evaluation is None:
+            lines.append("  rules not run (run_rule_engine=False)")
+        else:
+            lines.extend(self.evaluation.explain().splitlines()[1:])
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.explain()
+
+    def _repr_html_(self) -> str:
+        from sandbox.display import profile_state_html
+
+        return profile_state_html(self)

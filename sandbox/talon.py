@@ -36,6 +36,8 @@ class EffectType(enum.StrEnum):
     SHOW_NOTIFICATION = "showNotification"
     UPDATE_ATTRIBUTE = "updateAttribute"
     TRIGGER_WEBHOOK = "triggerWebhook"
+    COUPON_CREATED = "couponCreated"
+    REFERRAL_CREATED = "referralCreated"
     ROLLBACK_COUPON = "rollbackCoupon"
     ROLLBACK_REFERRAL = "rollbackReferral"
     ROLLBACK_DISCOUNT = "rollbackDiscount"
@@ -81,15 +83,18 @@ class CouponRejection(enum.StrEnum):
 
 
 class ReferralRejection(enum.StrEnum):
-    """``rejectReferral.rejectionReason`` (reference section 5.2)."""
+    """``rejectReferral.rejectionReason`` (reference section 5.2): Talon.One's documented
+    referral reasons only (a referral needing a profile gets ProfileLimitReached, as
+    DESIGN.md section 4 says; AdvocateNotFound is not modelled: an advocate is a
+    profile id the sandbox need not have seen)."""
 
     NOT_FOUND = "ReferralNotFound"
     PART_OF_NOT_RUNNING_CAMPAIGN = "ReferralPartOfNotRunningCampaign"
     START_DATE_IN_FUTURE = "ReferralStartDateInFuture"
     EXPIRED = "ReferralExpired"
-    PROFILE_REQUIRED = "ProfileRequired"
     RECIPIENT_ID_SAME_AS_ADVOCATE = "ReferralRecipientIdSameAsAdvocate"
     RECIPIENT_DOES_NOT_MATCH = "ReferralRecipientDoesNotMatch"
+    CUSTOMER_ALREADY_REFERRED = "ReferralCustomerAlreadyReferred"
     LIMIT_REACHED = "ReferralLimitReached"
     PROFILE_LIMIT_REACHED = "ProfileLimitReached"
     CAMPAIGN_LIMIT_REACHED = "CampaignLimitReached"

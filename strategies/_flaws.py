@@ -84,8 +84,9 @@ FLAWS: dict[str, tuple[str, str]] = {
         "a coupon (without recipient) of a campaign with a per-Profile limit",
     ),
     "referral_profile_required": (
-        "ProfileRequired",
-        "a referral (without friend) of a campaign with a per-Profile limit",
+        # Referrals have no ProfileRequired: DESIGN.md section 4 answers ProfileLimitReached.
+        "ProfileLimitReached",
+        "a referral (without friend) of a campaign with a per-Profile limit, sent without a profile",
     ),
     "recipient_mismatch": ("CouponRecipientDoesNotMatch", "a coupon with a recipient"),
     "self_referral": (

@@ -85,6 +85,12 @@ def everything(*, flatten: bool) -> Sandbox:
     friends.referral("REF-1", advocate="adv-1")
     friends.referral("REF-2", advocate="p1")
     friends.rule("welcome", when=[c.referral_valid], then=[e.set_discount("Welcome", 5)])
+    rewards = sb.campaign("Rewards")
+    rewards.rule(
+        "codes for the next order",
+        when=[c.profile_present],
+        then=[e.create_coupon(pattern="NEXT-####"), e.create_referral(pattern="SHARE-####")],
+    )
     return sb
 
 
