@@ -3,33 +3,56 @@
 - ``demo [--rules FILE]``: runs the embedded default rules file
   (``examples/xmas.py``) end to end: a few sessions, their effects, a limit
   reached and released by a cancel. With another rules file, a dry run per code.
-- ``eval RULES.py SESSIONS.jsonl [--explain]``: one update per line, in order,
-  against one sandbox; prints one IntegrationState (wire JSON, or with
-  ``--explain`` why each rule fired or not) per line. A line is a session dict,
-  ``{"customerSessionId", "customerSession", "dry"}``, or one of the lifecycle
-  steps ``fuzz`` prints (``{"reopen": ID}``, ``{"returnItems": ID,
-  "returnedCartItems": [...]}``, ``{"advance": {"days": N}}``).
+- ``eval RULES.py SESSIONS.jsonl [--dry] [--out FILE] [--strict] [--explain]``:
+  one call per line, in order, against one sandbox. A line is a session dict
+  (session id ``line-N``), ``{"customerSessionId", "customerSession", "dry"}``,
+  or one of the lifecycle steps ``fuzz`` prints (``{"reopen": ID}``,
+  ``{"returnItems": ID, "returnedCartItems": [...]}``, ``{"advance": {"days":
+  N}}``, at most a century a line). Output line N answers input line N, so
+  the two files join line by line: an IntegrationState in wire JSON; for a
+  clock move ``{"line": N, "now": ISO-TIME}``; for a refused line
+  ``{"line": N, "error": {"message", "errors": [{"title", "source"}]}}``
+  (Talon.One's ErrorResponse; ``source`` is ``{"pointer"}`` into the line, or
+  ``{"line", "column"}`` for a line that is not UTF-8 or not JSON, as the
+  decoder found it); a blank line for a blank line. Each refusal is also said
+  on stderr as ``FILE:N: ...`` (``FILE:N:COLUMN: ...``). The run goes on past
+  a refused line and exits 2 at the end, or stops there with ``--strict``.
+  The file is UTF-8 (a UTF-8 byte-order mark is fine; a UTF-16 or UTF-32 file
+  is refused at once). It is read, evaluated and written line by line, so
+  memory stays flat however long the file; only what the sandbox stores grows
+  (every session id it has seen: reuse ids, or use ``--dry``, for huge files).
+  ``--dry`` evaluates every line as a dry run (a clock move still moves the
+  clock); ``--out FILE`` writes the answers there; ``--explain`` prints why
+  each rule fired or not instead of JSON. On a terminal, a progress bar
+  (tqdm) is drawn on stderr unless the answers scroll past on that terminal.
 - ``fuzz RULES.py [--examples N] [--seed S]``: checks the built-in invariants
   and the file's own ``property_*`` functions on generated sessions and
   lifecycles; prints each shrunk counterexample as replayable JSON.
 
 Exit codes: 0 ok, 1 an invariant or property was violated, 2 bad usage or
-input (a message on stderr, never a traceback).
+input (a message on stderr, never a traceback; an unexpected error on one
+``eval`` line is reported as that line's error, as a bug to report), 130
+interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import json
+import os
+import stat
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from sandbox.codec import dumps
 from sandbox.core import Sandbox
-from sandbox.errors import Problem, SandboxError, ValidationError
+from sandbox.errors import Problem, SandboxError, ValidationError, escape_pointer_token
 from sandbox.state import IntegrationState
 
 DEFAULT_RULES = "examples/xmas.py"
@@ -134,105 +157,354 @@ def _demo_codes(sb: Sandbox) -> int:
 # ---------------------------------------------------------------------------
 # eval
 
+_UNICODE_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+_UTF8_BOM = b"\xef\xbb\xbf"
+_ADVANCE_UNITS = ("weeks", "days", "hours", "minutes", "seconds")
+# A century per line: far beyond any promotion's dates, far below datetime's range.
+_MAX_ADVANCE = timedelta(days=36525)
+
+
+class _TextError(SandboxError):
+    """A line that is not UTF-8 or not JSON, at ``column`` (1-based, in characters)."""
+
+    def __init__(self, title: str, column: int) -> None:
+        self.title = title
+        self.column = column
+        super().__init__(title)
+
+
+class _Eval:
+    """One ``eval`` run: reads, evaluates and writes line by line, so memory stays
+    flat however long the input (only what the sandbox itself stores grows)."""
+
+    def __init__(self, args: argparse.Namespace, sb: Sandbox, out: IO[str]) -> None:
+        self.name = args.sessions
+        self.sb = sb
+        self.out = out
+        self.dry: bool = args.dry
+        self.explain: bool = args.explain
+        self.progress: Any = None  # a tqdm bar, when stderr is a terminal
+
+    def say(self, message: str) -> None:
+        """A message on stderr, drawn above the progress bar if there is one."""
+        if self.progress is not None:
+            self.progress.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr)
+
+    def line(self, number: int, raw: bytes) -> bool:
+        """Evaluate one input line and write its output line; False if it was refused."""
+        try:
+            text = _decode(raw)
+            if not text.strip():
+                # An empty output line, so that output line N still answers input line N.
+                answer = "" if self.explain else "\n"
+            else:
+                answer = self._answer(number, _step(_parse(text), number)(self.sb, self.dry))
+        except _TextError as exc:
+            answer = self._refuse(number, exc, f"{exc.title} at line {number}, column {exc.column}")
+        except SandboxError as exc:
+            answer = self._refuse(number, exc, str(exc))
+        except Exception as exc:
+            # A bug of the sandbox, not of the input; still no traceback, and not exit 1.
+            message = (
+                f"internal error: {type(exc).__name__}: {_short(str(exc))} "
+                "(a bug in promo-sandbox, not in your input: please report it with this line)"
+            )
+            answer = self._refuse(number, exc, message)
+        else:
+            self.out.write(answer)
+            return True
+        self.out.write(answer)
+        return False
+
+    def _answer(self, number: int, result: IntegrationState | datetime) -> str:
+        where = f"{self.name}:{number}"
+        if isinstance(result, datetime):  # a clock move answers with the new time
+            if self.explain:
+                return f"{where}: clock now {result.isoformat()}\n\n"
+            return json.dumps({"line": number, "now": result.isoformat()}) + "\n"
+        if self.explain:
+            return f"{where}: {result.explain()}\n\n"
+        return json.dumps(result.to_wire(), allow_nan=False) + "\n"
+
+    def _refuse(self, number: int, exc: Exception, message: str) -> str:
+        """Say why line ``number`` was refused; its output line, an error record."""
+        if isinstance(exc, _TextError):  # file:line:column, as compilers say it
+            self.say(f"{self.name}:{number}:{exc.column}: {exc.title}")
+        else:
+            self.say(f"{self.name}:{number}: {message}")
+        if self.explain:
+            return ""
+        return json.dumps({"line": number, "error": _error_body(number, exc, message)}) + "\n"
+
+
+def _error_body(number: int, exc: Exception, message: str) -> dict[str, Any]:
+    """Talon.One's ErrorResponse: ``message`` and ``errors`` of ``{title, source}``."""
+    errors: list[dict[str, Any]]
+    if isinstance(exc, ValidationError):
+        errors = [{"title": p.message, "source": {"pointer": p.pointer}} for p in exc.errors]
+    elif isinstance(exc, _TextError):
+        errors = [{"title": exc.title, "source": {"line": number, "column": exc.column}}]
+    else:
+        errors = [{"title": message, "source": {"line": number}}]
+    return {"message": message.splitlines()[0], "errors": errors}
+
 
 def _eval(args: argparse.Namespace) -> int:
     sb = _load(args.rules)()
-    source = sys.stdin if args.sessions == "-" else _open(args.sessions)
-    failed = 0
-    with source:
-        for number, line in enumerate(source, start=1):
-            if not line.strip():
-                continue
-            try:
-                state = _step(line, number)(sb)
-            except SandboxError as exc:
-                failed += 1
-                print(f"{args.sessions}:{number}: {exc}", file=sys.stderr)
-                continue
-            if state is None:  # a clock move answers nothing
-                if args.explain:
-                    print(f"{args.sessions}:{number}: clock now {sb.now.isoformat()}\n")
-            elif args.explain:
-                print(f"{args.sessions}:{number}: {state.explain()}\n")
-            else:
-                print(json.dumps(state.to_wire()))
-    if failed:
-        print(f"{failed} line(s) refused, nothing stored for them", file=sys.stderr)
-    return 2 if failed else 0
+    with contextlib.ExitStack() as files:
+        source, size = _open_input(args.sessions, files)
+        run = _Eval(args, sb, _open_output(args.out, args.sessions, files))
+        if _wants_progress(args):
+            from tqdm import tqdm
+
+            run.progress = files.enter_context(
+                tqdm(
+                    total=size,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc="eval",
+                    file=sys.stderr,
+                    dynamic_ncols=True,
+                )
+            )
+        refused = 0
+        for number, raw in enumerate(source, start=1):
+            if run.progress is not None:
+                run.progress.update(len(raw))
+            if number == 1:
+                raw = _first_line(raw, args.sessions)
+            if not run.line(number, raw):
+                refused += 1
+                if args.strict:
+                    run.say(f"stopped at line {number}, the first refused line (--strict)")
+                    return 2
+    if refused:
+        print(f"{refused} line(s) refused, nothing stored for them", file=sys.stderr)
+    return 2 if refused else 0
 
 
-def _open(path: str) -> Any:
+def _wants_progress(args: argparse.Namespace) -> bool:
+    # On a terminal only, and not when the records scroll past on that same terminal.
+    return sys.stderr.isatty() and (args.out is not None or not sys.stdout.isatty())
+
+
+def _open_input(path: str, files: contextlib.ExitStack) -> tuple[IO[bytes], int | None]:
+    """The sessions file as bytes (decoded line by line, so a bad line is one error),
+    and its size when it is a regular file (for the progress bar)."""
+    if path == "-":
+        return sys.stdin.buffer, None
     try:
-        return open(path, encoding="utf-8")
+        source = files.enter_context(open(path, "rb"))  # noqa: SIM115 - the ExitStack closes it
     except OSError as exc:
         raise UsageError(f"cannot read sessions file {path!r}: {exc.strerror}") from None
+    info = os.fstat(source.fileno())
+    return source, info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
+def _open_output(out: str | None, sessions: str, files: contextlib.ExitStack) -> IO[str]:
+    if out is None:
+        return sys.stdout
+    if sessions != "-" and os.path.exists(out) and os.path.samefile(out, sessions):
+        raise UsageError(f"--out {out!r} is the sessions file itself: writing would erase it")
+    try:
+        return files.enter_context(open(out, "w", encoding="utf-8", newline="\n"))
+    except OSError as exc:
+        raise UsageError(f"cannot write --out file {out!r}: {exc.strerror}") from None
+
+
+def _first_line(raw: bytes, path: str) -> bytes:
+    for bom, encoding in _UNICODE_BOMS:
+        if raw.startswith(bom):
+            raise UsageError(
+                f"{path}:1: the file is {encoding} (it starts with a {encoding} byte-order "
+                f"mark), not UTF-8: convert it, e.g. `iconv -f {encoding} -t UTF-8 {path}`"
+            )
+    return raw.removeprefix(_UTF8_BOM)  # UTF-8 all the same, as some editors write it
+
+
+def _decode(raw: bytes) -> str:
+    # Without its line end, so a JSON error at the end of the line gets this line's column.
+    raw = raw.removesuffix(b"\n").removesuffix(b"\r")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        column = len(raw[: exc.start].decode("utf-8", errors="replace")) + 1
+        raise _TextError(
+            f"not UTF-8 text (byte {raw[exc.start]:#04x}): the sessions file must be UTF-8",
+            column,
+        ) from None
+
+
+def _shown(value: Any) -> str:
+    """A JSON value as the user wrote it (numbers digit for digit), cut if long."""
+    try:
+        return _short(dumps(value))
+    except (RecursionError, TypeError, ValueError):
+        return type(value).__name__
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 _REQUEST_KEYS = ("customerSessionId", "customerSession", "dry")
 
 
 def _close(key: str, known: Sequence[str]) -> list[str]:
+    if len(key) > 200:
+        return []  # no hint for a key of insane length: difflib is quadratic
     folded = {k.lower(): k for k in known}
     if key.lower() in folded:
         return [folded[key.lower()]]
     return difflib.get_close_matches(key, known, n=1)
 
 
-def _step(line: str, number: int) -> Callable[[Sandbox], IntegrationState | None]:
-    """One JSONL line as a call on the sandbox.
+_Step = Callable[[Sandbox, bool], "IntegrationState | datetime"]
+
+
+def _step(data: Any, number: int) -> _Step:
+    """One JSONL line as a call on the sandbox, given ``(sb, dry)``.
 
     A session dict, or ``{"customerSessionId", "customerSession", "dry"}``, is an
     update; the lifecycle steps ``fuzz`` prints replay too: ``{"reopen": ID}``,
     ``{"returnItems": ID, "returnedCartItems": [...]}``, ``{"advance": {"days": N}}``.
     """
-    data = _parse(line)
-    if isinstance(data, dict) and len(data) == 1 and isinstance(data.get("reopen"), str):
-        return lambda sb: sb.reopen(data["reopen"])
+    if isinstance(data, dict) and set(data) == {"reopen"}:
+        session_id = _session_id(data["reopen"], "/reopen")
+        return lambda sb, dry: sb.reopen(session_id, dry=dry)
     if isinstance(data, dict) and set(data) == {"returnItems", "returnedCartItems"}:
-        return lambda sb: sb.return_items(data["returnItems"], data["returnedCartItems"])
+        session_id = _session_id(data["returnItems"], "/returnItems")
+        items = data["returnedCartItems"]
+        return lambda sb, dry: sb.return_items(session_id, items, dry=dry)
     if isinstance(data, dict) and set(data) == {"advance"}:
-        return lambda sb: _advance(sb, data["advance"])
-    session_id, payload, dry = _request(data, number)
-    return lambda sb: sb.update(session_id, payload, dry=dry)
+        step = _advance_step(data["advance"])
+        # A clock move is not an evaluation: --dry moves the clock all the same.
+        return lambda sb, dry: _advance(sb, step)
+    session_id, payload, asked_dry, where = _request(data, number)
+
+    def update(sb: Sandbox, dry: bool) -> IntegrationState:
+        try:
+            return sb.update(session_id, payload, dry=dry or asked_dry)
+        except ValidationError as exc:
+            if not where:
+                raise
+            raise exc.within(where) from None
+
+    return update
 
 
-def _advance(sb: Sandbox, amount: Any) -> None:
-    units = ("weeks", "days", "hours", "minutes", "seconds")
-    if (
-        not isinstance(amount, dict)
-        or not amount
-        or any(k not in units or type(v) is not int for k, v in amount.items())
-    ):
+def _session_id(value: Any, pointer: str) -> str:
+    if not isinstance(value, str):
         raise ValidationError(
             [
                 Problem(
-                    "/advance",
-                    f"'advance' must map {', '.join(units)} to integers, such as "
-                    f'{{"days": 1}}, got {json.dumps(amount, default=str)}',
+                    pointer,
+                    f"must be a session id (a string), got {_shown(value)}",
                 )
             ],
             subject="step",
         )
-    sb.advance(**amount)
+    return value
 
 
-def _parse(line: str) -> Any:
-    try:
-        return json.loads(line, parse_float=Decimal)
-    except json.JSONDecodeError as exc:
+def _advance_step(amount: Any) -> timedelta:
+    """``{"days": 2}`` as a timedelta: integers, forward, at most a century a line."""
+    units = ", ".join(_ADVANCE_UNITS)
+    if not isinstance(amount, dict) or not amount:
         raise ValidationError(
-            [Problem("", f"not valid JSON: {exc.msg} at column {exc.colno}")], subject="JSON"
+            [
+                Problem(
+                    "/advance",
+                    f"'advance' must map {units} to integers, such as "
+                    f'{{"days": 1}}, got {_shown(amount)}',
+                )
+            ],
+            subject="step",
+        )
+    problems = []
+    for unit, value in amount.items():
+        pointer = f"/advance/{escape_pointer_token(unit)}"
+        if unit not in _ADVANCE_UNITS:
+            hint = "".join(f"; did you mean {m!r}?" for m in _close(unit, _ADVANCE_UNITS))
+            problems.append(
+                Problem(
+                    pointer,
+                    f"unknown unit {_short(unit)!r}{hint}: 'advance' must map {units} to integers",
+                )
+            )
+        elif type(value) is not int:
+            problems.append(Problem(pointer, f"must be an integer, got {_shown(value)}"))
+        elif value < 0:
+            problems.append(
+                Problem(pointer, f"the clock moves forward only: must be >= 0, got {value}")
+            )
+        elif value > _MAX_ADVANCE // timedelta(**{unit: 1}):
+            limit = _MAX_ADVANCE // timedelta(**{unit: 1})
+            problems.append(
+                Problem(pointer, f"at most {limit} {unit} (a century) a line, got {value}")
+            )
+    if not problems:
+        step = timedelta(**amount)
+        if step <= _MAX_ADVANCE:
+            return step
+        problems.append(Problem("/advance", f"at most a century a line, got {step.days} days"))
+    raise ValidationError(problems, subject="step")
+
+
+def _advance(sb: Sandbox, step: timedelta) -> datetime:
+    try:
+        sb.now + step  # only to see whether the clock can go that far
+    except OverflowError:
+        raise ValidationError(
+            [
+                Problem(
+                    "/advance", f"the clock would pass the year 9999 (it is {sb.now.isoformat()})"
+                )
+            ],
+            subject="step",
+        ) from None
+    return sb.advance(days=step.days, seconds=step.seconds)
+
+
+def _parse(text: str) -> Any:
+    try:
+        return json.loads(text, parse_float=Decimal, parse_constant=_not_a_number)
+    except json.JSONDecodeError as exc:
+        message = exc.msg.removesuffix(" at")  # "Invalid control character at"
+        raise _TextError(f"not valid JSON: {message}", exc.colno) from None
+    except RecursionError:
+        raise ValidationError(
+            [Problem("", "JSON nested too deeply to parse")], subject="JSON"
+        ) from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise ValidationError(
+            [Problem("", f"not a usable JSON number: {exc}")], subject="JSON"
         ) from None
 
 
-def _request(data: Any, number: int) -> tuple[str, Any, bool]:
-    """A session dict, or {"customerSessionId", "customerSession", "dry"}."""
+def _not_a_number(name: str) -> Any:
+    raise ValidationError([Problem("", f"{name} is not a JSON number")], subject="JSON")
+
+
+def _request(data: Any, number: int) -> tuple[str, Any, bool, str]:
+    """A session dict, or {"customerSessionId", "customerSession", "dry"}: the session
+    id, the session, whether the line asks for a dry run, and where the session sits
+    in the line (the prefix of its JSON pointers)."""
     if not isinstance(data, dict):
         raise ValidationError(
             [
                 Problem(
                     "",
-                    f"expected a JSON object, got {type(data).__name__} {data!r}: write a "
+                    f"expected a JSON object, got {type(data).__name__} "
+                    f"{_shown(data)}: write a "
                     'session such as {"profileId": "p1", "total": 80}, or '
                     '{"customerSessionId": "s1", "customerSession": {...}, "dry": false}',
                 )
@@ -240,11 +512,11 @@ def _request(data: Any, number: int) -> tuple[str, Any, bool]:
             subject="line",
         )
     if "customerSession" not in data:
-        return f"line-{number}", data, False
+        return f"line-{number}", data, False, ""
     problems = [
         Problem(
-            f"/{key}",
-            f"unknown key {key!r} beside 'customerSession'"
+            f"/{escape_pointer_token(key)}",
+            f"unknown key {_short(key)!r} beside 'customerSession'"
             + "".join(f"; did you mean {m!r}?" for m in _close(key, _REQUEST_KEYS))
             + f"; the keys of a request are {', '.join(map(repr, _REQUEST_KEYS))}",
         )
@@ -256,12 +528,12 @@ def _request(data: Any, number: int) -> tuple[str, Any, bool]:
         problems.append(
             Problem(
                 "/customerSessionId",
-                f"'customerSessionId' must be a string, got {json.dumps(session_id)}",
+                f"'customerSessionId' must be a string, got {_shown(session_id)}",
             )
         )
     dry = data.get("dry", False)
     if not isinstance(dry, bool):
-        problems.append(Problem("/dry", f"'dry' must be true or false, got {json.dumps(dry)}"))
+        problems.append(Problem("/dry", f"'dry' must be true or false, got {_shown(dry)}"))
     if problems:
         raise ValidationError(problems, subject="request")
     session = data["customerSession"]
@@ -270,12 +542,12 @@ def _request(data: Any, number: int) -> tuple[str, Any, bool]:
             [
                 Problem(
                     "/customerSession",
-                    f"'customerSession' must be an object, got {json.dumps(session, default=str)}",
+                    f"'customerSession' must be an object, got {_shown(session)}",
                 )
             ],
             subject="request",
         )
-    return session_id, session, dry
+    return session_id, session, dry, "/customerSession"
 
 
 # ---------------------------------------------------------------------------
@@ -306,7 +578,12 @@ def _parser() -> argparse.ArgumentParser:
         "eval", help="evaluate sessions from a JSONL file, one answer per line"
     )
     ev.add_argument("rules", help="a rules file defining `sandbox` or `build()`")
-    ev.add_argument("sessions", help="a JSONL file of sessions ('-' for stdin)")
+    ev.add_argument("sessions", help="a UTF-8 JSONL file of sessions ('-' for stdin)")
+    ev.add_argument(
+        "--dry", action="store_true", help="evaluate every line as a dry run: store nothing"
+    )
+    ev.add_argument("--out", metavar="FILE", help="write the answers to FILE instead of stdout")
+    ev.add_argument("--strict", action="store_true", help="stop at the first refused line (exit 2)")
     ev.add_argument(
         "--explain",
         action="store_true",
@@ -332,6 +609,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse printed the usage message
         return 0 if exc.code == 0 else 2
+    for stream in (sys.stdout, sys.stderr):
+        # A user's string that the terminal cannot show is escaped, not a traceback.
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     try:
         code: int = args.run(args)
     except SandboxError as exc:
@@ -339,6 +620,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # `... | head` closed stdout
         return 0
+    except KeyboardInterrupt:  # Ctrl-C: the shell's convention, 128 + SIGINT
+        print("interrupted", file=sys.stderr)
+        return 130
     return code
 
 
