@@ -1,8 +1,13 @@
 """The command line: ``python -m sandbox demo | eval | fuzz``.
 
-- ``demo [--rules FILE]``: runs the embedded default rules file
-  (``examples/xmas.py``) end to end: a few sessions, their effects, a limit
-  reached and released by a cancel. With another rules file, a dry run per code.
+- ``demo [--rules FILE]``: the embedded default rules file
+  (``examples/xmas.py``, or the copy inside the wheel) in a few seconds: a
+  table of a dozen sessions drawn from ``strategies.valid_sessions`` and
+  ``invalid_sessions`` with a fixed seed (the same every run), each a dry
+  run, with their codes' outcomes, discounts and totals; a per-profile limit
+  reached and released by a cancel; then a short ``fuzz`` and its verdict.
+  With another rules file, a dry run per code of the file instead of the
+  story. Exits 1 when the fuzz finds a violation, as ``fuzz`` does.
 - ``eval RULES.py SESSIONS.jsonl [--dry] [--out FILE] [--strict] [--explain]``:
   one call per line, in order, against one sandbox. A line is a session dict
   (session id ``line-N``), ``{"customerSessionId", "customerSession", "dry"}``,
@@ -53,7 +58,9 @@ from typing import IO, Any
 from sandbox.codec import dumps
 from sandbox.core import Sandbox
 from sandbox.errors import Problem, SandboxError, ValidationError, escape_pointer_token
+from sandbox.models import NewCustomerSession
 from sandbox.state import IntegrationState
+from sandbox.talon import EffectType
 
 DEFAULT_RULES = "examples/xmas.py"
 
@@ -83,46 +90,162 @@ def _load(path: str | Path) -> Callable[[], Sandbox]:
 # ---------------------------------------------------------------------------
 # demo
 
-
-def _show(title: str, state: IntegrationState) -> None:
-    print(f"\n== {title}")
-    print(state.explain())
+_CODE_OUTCOMES = (
+    EffectType.ACCEPT_COUPON,
+    EffectType.REJECT_COUPON,
+    EffectType.ACCEPT_REFERRAL,
+    EffectType.REJECT_REFERRAL,
+)
+DEMO_SEED = 2026
+DEMO_SESSIONS = 12
+DEMO_FUZZ_EXAMPLES = 25
 
 
 def _demo(args: argparse.Namespace) -> int:
     path = Path(args.rules) if args.rules else default_rules_path()
     sb = _load(path)()
     print(f"rules: {path}  ({len(sb.campaigns)} campaigns, clock {sb.now.isoformat()})")
+    _demo_generated(sb)
     if args.rules and not _has_coupon(sb, "XMAS-2021"):
-        return _demo_codes(sb)
+        _demo_codes(sb)
+    else:
+        _demo_story(sb)
+    return _demo_fuzz(path)
+
+
+def _demo_generated(sb: Sandbox) -> None:
+    """A table of sessions drawn from the strategies with a fixed seed, each a dry run."""
+    sessions = _draw_sessions(sb, DEMO_SESSIONS, DEMO_SEED)
+    print(
+        f"\n{len(sessions)} generated sessions (strategies.valid_sessions and "
+        f"invalid_sessions, seed {DEMO_SEED}), each a dry run:"
+    )
+    rows = []
+    for number, session in enumerate(sessions, start=1):
+        state = sb.update(f"demo-{number}", session, dry=True)
+        rows.append(_row(str(number), session.profile_id or "-", state))
+    _table(("#", "profile", "total", "codes: outcome", "discounts", "to pay"), rows)
+
+
+def _draw_sessions(sb: Sandbox, count: int, seed: int) -> list[NewCustomerSession]:
+    """``count`` sessions, half valid and half with one planted flaw, the same every run."""
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import seed as hypothesis_seed
+    from hypothesis import strategies as st
+
+    from strategies import invalid_sessions, reachable_flaws, valid_sessions
+
+    strategy = valid_sessions(sb)
+    if reachable_flaws(sb):
+        strategy = st.one_of(strategy, invalid_sessions(sb).map(lambda flawed: flawed.session))
+    drawn: list[NewCustomerSession] = []
+
+    # Drawn as Hypothesis draws a test's examples, seeded: strategy.example() is
+    # neither repeatable nor meant for use outside an interactive session.
+    @hypothesis_seed(seed)
+    @settings(
+        max_examples=count * 3,
+        phases=[Phase.generate],
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(strategy)
+    def collect(session: NewCustomerSession) -> None:
+        if len(drawn) < count and session not in drawn:
+            drawn.append(session)
+
+    collect()
+    return drawn
+
+
+def _row(first: str, profile: str, state: IntegrationState) -> tuple[str, ...]:
+    """One answer as table cells: codes with their outcome, discounts by name, totals."""
+    session = state.session
+    outcomes = [
+        f"{e.value}: {e.rejection_reason or 'accepted'}"
+        for e in state.effects
+        if e.effect_type in _CODE_OUTCOMES
+    ]
+    discounts: dict[str, Decimal] = {}
+    for effect in state.effects:
+        if effect.effect_type.is_discount:
+            # A per-item discount is one effect per cart line, named "NAME#POSITION".
+            name = str(effect.name).removesuffix(f"#{effect.props.get('position')}")
+            discounts[name] = discounts.get(name, Decimal(0)) + effect.props["value"]
+    return (
+        first,
+        profile,
+        str(session.effective_total),
+        "; ".join(outcomes) or "-",
+        ", ".join(f"{name} {value}" for name, value in discounts.items()) or "-",
+        str(state.discounted_total),
+    )
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]], *, widest: int = 44) -> None:
+    """Rows in aligned columns, numbers right-aligned, long cells cut with an ellipsis."""
+    cells = [[c if len(c) <= widest else c[: widest - 1] + "…" for c in row] for row in rows]
+    widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(head)]
+    numeric = [all(_is_number(row[i]) for row in cells) for i in range(len(head))]
+
+    def line(row: Sequence[str]) -> str:
+        return (
+            "  "
+            + "  ".join(
+                c.rjust(w) if num else c.ljust(w)
+                for c, w, num in zip(row, widths, numeric, strict=True)
+            ).rstrip()
+        )
+
+    print(line(head))
+    for row in cells:
+        print(line(row))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        Decimal(text)
+    except ArithmeticError:
+        return False
+    return True
+
+
+def _demo_story(sb: Sandbox) -> None:
+    """The embedded rules' lifecycle: a per-profile limit reached, then freed by a cancel."""
+    print("\nA limit reached and released (examples/xmas.py: one XMAS-2021 per profile):")
     cart = [
         {"sku": "SWEATER-1", "name": "Sweater", "quantity": 1, "price": 45, "category": "clothes"},
         {"sku": "SHOE-9", "name": "Boots", "quantity": 1, "price": 30, "category": "shoes"},
     ]
     first = {"profileId": "p1", "coupon": "XMAS-2021", "cartItems": cart}
-    _show("p1 opens a session with XMAS-2021", sb.update("s1", first))
-    closed = sb.update("s1", {**first, "state": "closed"})
-    print("\n== p1 closes it: the same answer, now committed")
-    print(f"   accepted {closed.accepted_coupons}, discounts {_money(closed.discounts)}")
-    print(f"   XMAS-2021 usage counter: {sb.get_coupon('XMAS-2021').usage_counter}")
     second = {"profileId": "p1", "coupon": "xmas-2021", "cartItems": [{**cart[0], "quantity": 2}]}
-    _show("p1 tries again in a second session: one redemption per profile", sb.update("s2", second))
-    _show("p1 cancels the first order: counters roll back", sb.update("s1", {"state": "cancelled"}))
-    print(f"   XMAS-2021 usage counter: {sb.get_coupon('XMAS-2021').usage_counter}")
-    _show("p1's second session, re-sent: the limit has room again", sb.update("s2", second))
-    last = sb.update(
-        "s3", {"profileId": "friend-1", "referral": "REF-2740", "coupon": "XMAS-2012", "total": 20}
-    )
-    _show("a friend brings a referral code and a typo'd coupon", last)
-    print("\nwire form of the last answer (Talon.One IntegrationStateV2), one JSON value a line:")
-    for key, value in last.to_wire().items():
-        if isinstance(value, list) and value:
-            print(f"  {key}:")
-            for entry in value:
-                print(f"    {json.dumps(entry)}")
-        else:
-            print(f"  {key}: {json.dumps(value)}")
-    return 0
+    steps: list[tuple[str, str, dict[str, Any]]] = [
+        ("s1", "p1 opens a session with XMAS-2021", first),
+        ("s1", "p1 closes it: the answer is committed", {**first, "state": "closed"}),
+        ("s2", "p1 tries XMAS-2021 again, second session", second),
+        ("s1", "p1 cancels the first order", {"state": "cancelled"}),
+        ("s2", "p1's second session, re-sent", second),
+    ]
+    rows = []
+    refused: IntegrationState | None = None
+    for session_id, title, payload in steps:
+        state = sb.update(session_id, payload)
+        row = list(_row(session_id, title, state))
+        if state.rollbacks:
+            kinds = [e.effect_type.value.removeprefix("rollback").lower() for e in state.rollbacks]
+            row[3] = "rolled back: " + ", ".join(
+                f"{kinds.count(k)} {k}" + ("s" if kinds.count(k) > 1 else "")
+                for k in dict.fromkeys(kinds)
+            )
+        row.append(str(sb.get_coupon("XMAS-2021").usage_counter))
+        rows.append(row)
+        if state.rejected_coupons and refused is None:
+            refused = state
+    _table(("session", "step", "total", "outcome", "discounts", "to pay", "XMAS-2021 used"), rows)
+    if refused is not None:
+        print("\nexplain() of the refused one:")
+        print("  " + refused.explain().replace("\n", "\n  "))
 
 
 def _has_coupon(sb: Sandbox, code: str) -> bool:
@@ -133,12 +256,8 @@ def _has_coupon(sb: Sandbox, code: str) -> bool:
     return True
 
 
-def _money(discounts: dict[str, Decimal]) -> str:
-    return ", ".join(f"{name!r} {value}" for name, value in discounts.items()) or "none"
-
-
-def _demo_codes(sb: Sandbox) -> int:
-    """A rules file of the user's own: one dry run without a code, then one per code."""
+def _demo_codes(sb: Sandbox) -> None:
+    """A rules file of the user's own: a dry run without a code, then one per code."""
     sessions: list[tuple[str, dict[str, Any]]] = [("no code", {"profileId": "p1", "total": 100})]
     for campaign in sb.campaigns:
         for code in campaign.coupons:
@@ -147,11 +266,25 @@ def _demo_codes(sb: Sandbox) -> int:
             sessions.append(
                 (f"referral {code}", {"profileId": "p1", "referral": code, "total": 100})
             )
-    for number, (title, payload) in enumerate(sessions, start=1):
-        _show(
-            f"a cart of 100 with {title} (dry run)", sb.update(f"demo-{number}", payload, dry=True)
-        )
-    return 0
+    print("\nA cart of 100 for p1 with each code of the file, each a dry run:")
+    rows = [
+        _row(title, "p1", sb.update(f"demo-code-{number}", payload, dry=True))
+        for number, (title, payload) in enumerate(sessions, start=1)
+    ]
+    _table(("with", "profile", "total", "codes: outcome", "discounts", "to pay"), rows)
+
+
+def _demo_fuzz(path: Path) -> int:
+    from sandbox.fuzzing import fuzz
+
+    report = fuzz(path, examples=DEMO_FUZZ_EXAMPLES, seed=1)
+    print(f"\nA short fuzz ({DEMO_FUZZ_EXAMPLES} examples a check; `fuzz` runs 200 by default):")
+    print(report.render())
+    print(
+        f"\nnext: python -m sandbox eval {path} SESSIONS.jsonl   (one answer per line)"
+        f"\n      python -m sandbox fuzz {path} --examples 500"
+    )
+    return 1 if report.violations else 0
 
 
 # ---------------------------------------------------------------------------

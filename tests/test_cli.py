@@ -1,44 +1,23 @@
 """`python -m sandbox demo | eval | fuzz`: output, exit codes, and no tracebacks on bad input."""
 
+import importlib.metadata
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
-from sandbox.cli import main
+from sandbox.cli import DEMO_SEED, _draw_sessions, default_rules_path, main
+from sandbox.fuzzing import load_rules
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = ROOT / "examples"
-
-
-def test_demo_shows_a_limit_reached_and_released_by_a_cancel(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    assert main(["demo"]) == 0
-    out = capsys.readouterr().out
-    # The embedded rules allow one XMAS-2021 redemption per profile (examples/xmas.py).
-    assert "ProfileLimitReached" in out
-    assert "rollbackCoupon" in out
-    counters = [line.split(":")[-1].strip() for line in out.splitlines() if "usage counter" in line]
-    assert counters == ["1", "0"]
-    assert out.count("coupon 'XMAS-2021' accepted") >= 1
-    assert "CouponNotFound" in out  # the typo'd XMAS-2012
-
-
-def test_python_dash_m_sandbox_demo_runs_as_a_new_user_would() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "sandbox", "demo"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
 
 
 def test_eval_prints_one_integration_state_per_line(
@@ -140,28 +119,6 @@ def test_fuzz_passes_a_correct_rules_file_with_exit_0() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_demo_is_short_and_its_story_holds(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo"]) == 0
-    out = capsys.readouterr().out
-    assert len(out.splitlines()) <= 80
-    assert "campaign -1" not in out  # CouponNotFound belongs to no campaign
-    # After the cancel, the re-sent second session gets the coupon (not a new rejection).
-    resent = out.split("limit has room again")[1].split("==")[0]
-    assert "coupon 'xmas-2021' accepted" in resent
-    assert "rolled back what the close committed" in out
-    assert "no campaigns" not in out
-
-
-def test_demo_with_another_rules_file_dry_runs_each_code(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    assert main(["demo", "--rules", str(EXAMPLES / "planted_bug.py")]) == 0
-    out = capsys.readouterr().out
-    assert "XMAS-2021" not in out
-    assert "coupon 'VIP25' accepted" in out
-    assert "[dry run]" in out
 
 
 def write_lines(path: Path, *lines: object) -> Path:
@@ -602,3 +559,129 @@ def test_eval_reads_stdin_as_utf8_bytes(
     assert first["customerSession"]["profileId"] == "p\u00e9"
     assert second["line"] == 2
     assert "-:2:1: not UTF-8 text" in captured.err
+
+
+# ---------------------------------------------------------------------------
+# demo
+
+
+def demo_output(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> str:
+    assert main(["demo", *argv]) == code
+    return capsys.readouterr().out
+
+
+def table_rows(out: str, title: str) -> list[list[str]]:
+    """The cells of the table printed under the line that starts with ``title``."""
+    lines = out.split("\n" + title, 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+    return [[cell.strip() for cell in line.split("  ") if cell.strip()] for line in lines[1:]]
+
+
+def test_demo_tables_generated_sessions_then_a_limit_story_then_a_fuzz_verdict(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = demo_output(capsys)
+    generated = table_rows(out, "12 generated sessions")
+    assert len(generated) == 12
+    assert f"seed {DEMO_SEED}" in out
+    # Half the draws plant a flaw: some code of the table is rejected with a Talon reason.
+    assert any("NotFound" in cell or "Required" in cell for row in generated for cell in row)
+    story = table_rows(out, "A limit reached and released")
+    # examples/xmas.py allows one XMAS-2021 per profile: used by the close, refused to the
+    # second session, released by the cancel, then accepted on the re-send.
+    assert [row[-1] for row in story] == ["0", "1", "1", "0", "0"]
+    assert "xmas-2021: ProfileLimitReached" in story[2]
+    assert "rolled back: 1 coupon, 2 discounts" in story[3]
+    assert "xmas-2021: accepted" in story[4]
+    assert "coupon 'xmas-2021' rejected: ProfileLimitReached" in out  # the explain() of it
+    assert "A short fuzz" in out
+    assert "\nno violations\n" in out.split("A short fuzz")[1]
+    assert len(out.splitlines()) <= 80
+
+
+def test_demo_is_the_same_every_run(capsys: pytest.CaptureFixture[str]) -> None:
+    assert demo_output(capsys) == demo_output(capsys)
+
+
+def test_demo_sessions_are_drawn_from_the_strategies_repeatably() -> None:
+    factory, _ = load_rules(default_rules_path())
+    first, second = _draw_sessions(factory(), 12, 1), _draw_sessions(factory(), 12, 1)
+    assert first == second
+    assert len(first) == 12
+    assert len({json.dumps(str(s)) for s in first}) == 12  # no repeats
+    assert _draw_sessions(factory(), 12, 2) != first
+
+
+def test_demo_with_another_rules_file_dry_runs_each_code_and_fuzzes_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # examples/planted_bug.py stacks two discounts past half off: the fuzz finds it, exit 1.
+    out = demo_output(capsys, "--rules", str(EXAMPLES / "planted_bug.py"), code=1)
+    assert "XMAS-2021" not in out
+    codes = table_rows(out, "A cart of 100 for p1 with each code")
+    assert [row[0] for row in codes] == ["no code", "coupon VIP25"]
+    assert "VIP25: accepted" in codes[1]
+    assert "VIOLATED property_at_most_half_off" in out
+
+
+def test_demo_with_a_missing_rules_file_is_bad_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--rules", "no/such/rules.py"]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def _base_install(target: Path) -> None:
+    """What ``pip install promo-sandbox`` puts on sys.path, without the dev extras.
+
+    The wheel's packages and force-included files as pyproject.toml lists them,
+    and the installed distributions of the base dependencies (recursively,
+    markers evaluated), linked from this environment.
+    """
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    wheel = project["tool"]["hatch"]["build"]["targets"]["wheel"]
+    for package in wheel["packages"]:
+        shutil.copytree(
+            ROOT / package, target / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    for source, destination in wheel.get("force-include", {}).items():
+        (target / destination).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / source, target / destination)
+    wanted = [Requirement(r) for r in project["project"]["dependencies"]]
+    seen: set[str] = set()
+    while wanted:
+        requirement = wanted.pop()
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        if requirement.name.lower() in seen:
+            continue
+        seen.add(requirement.name.lower())
+        dist = importlib.metadata.distribution(requirement.name)
+        wanted.extend(Requirement(r) for r in dist.requires or ())
+        site = Path(str(dist.locate_file("")))
+        for top in {
+            f.parts[0] for f in dist.files or () if f.parts[0] not in ("..", "__pycache__")
+        }:
+            link = target / top
+            if not link.exists():
+                link.symlink_to(site / top)
+
+
+def test_demo_exits_0_on_a_fresh_install(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    _base_install(site)
+    elsewhere = tmp_path / "work"
+    elsewhere.mkdir()
+    result = subprocess.run(
+        # -S: no site-packages, so nothing of this environment's dev tools is importable.
+        [sys.executable, "-S", "-m", "sandbox", "demo"],
+        cwd=elsewhere,
+        env={**os.environ, "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    # The wheel's own copy of the embedded rules, not the checkout's examples/.
+    assert f"rules: {site / 'sandbox' / '_examples' / 'xmas.py'}" in result.stdout
+    assert "no violations" in result.stdout
