@@ -685,3 +685,59 @@ def test_demo_exits_0_on_a_fresh_install(tmp_path: Path) -> None:
     # The wheel's own copy of the embedded rules, not the checkout's examples/.
     assert f"rules: {site / 'sandbox' / '_examples' / 'xmas.py'}" in result.stdout
     assert "no violations" in result.stdout
+
+
+# ---------------------------------------------------------------------------
+# fuzz: bad usage and rules that keep state
+
+
+@pytest.mark.parametrize(
+    ("prop", "expected"),
+    [
+        ("def property_x(state, sandbox):\n    return True\n", "property_x(state, sandbox) cannot"),
+        ("def property_x(state):\n    state.total_discount < 1\n", "property_x returned None"),
+    ],
+)
+def test_fuzz_a_misused_property_is_bad_usage_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], prop: str, expected: str
+) -> None:
+    rules = tmp_path / "rules.py"
+    rules.write_text(
+        "from sandbox import Sandbox\n"
+        "def build():\n    return Sandbox(now='2026-12-01T10:00:00Z')\n" + prop
+    )
+    assert main(["fuzz", str(rules), "--examples", "5", "--seed", "1"]) == 2
+    err = capsys.readouterr().err
+    assert expected in err
+    assert "property_NAME(state: IntegrationState) -> bool" in err
+
+
+def test_fuzz_names_a_rule_that_keeps_state_in_a_module_level_set(tmp_path: Path) -> None:
+    rules = tmp_path / "remembering.py"
+    rules.write_text(
+        "from sandbox import Sandbox, effects as e\n"
+        "seen = set()\n"
+        "def first_time(ctx):\n"
+        "    new = (ctx.profile_id, ctx.total) not in seen\n"
+        "    seen.add((ctx.profile_id, ctx.total))\n"
+        "    return new\n"
+        "def build():\n"
+        "    sb = Sandbox(now='2026-12-01T10:00:00Z')\n"
+        "    sb.campaign('Welcome').rule('first time', when=[first_time],\n"
+        "                                then=[e.set_discount('hi', 5)])\n"
+        "    return sb\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "sandbox", "fuzz", str(rules), "--seed", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert (
+        "rule 'first time' in campaign 'Welcome' answered differently for the same session "
+        "and sandbox state: it keeps state outside the sandbox"
+    ) in result.stdout
+    assert "FAIL rules_keep_no_outside_state" in result.stdout
