@@ -28,18 +28,21 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 
 from sandbox.errors import Problem, ValidationError, escape_pointer_token
 from sandbox.models import (
+    MAX_ATTRIBUTE_DEPTH,
+    MAX_NUMBER_TEXT,
     Check,
     NewCustomerSession,
     SessionState,
     check_total,
     describe,
+    hint_candidate,
     json_value,
     size_problems,
     type_name,
     wire_name,
 )
 
-__all__ = ["converter", "dumps", "from_wire", "loads", "to_plain", "to_wire"]
+__all__ = ["converter", "dumps", "from_wire", "loads", "parse_json", "to_plain", "to_wire"]
 
 T = TypeVar("T")
 
@@ -91,7 +94,7 @@ def _structure_decimal(value: Any, _: type) -> Decimal:
 def _structure_state(value: Any, _: type) -> SessionState:
     try:
         return SessionState(value)
-    except ValueError:
+    except (ValueError, TypeError):
         allowed = ", ".join(repr(s.value) for s in SessionState)
         close = _closest(value, [s.value for s in SessionState]) if isinstance(value, str) else ""
         raise _fail(f"must be one of {allowed} (got {describe(value)}){close}") from None
@@ -99,20 +102,22 @@ def _structure_state(value: Any, _: type) -> SessionState:
 
 def _structure_json(value: Any, _: Any) -> Any:
     """A free-form attribute value: floats become Decimal, everything else is checked."""
-    converted = _floats_to_decimal(value)
+    converted = _floats_to_decimal(value, 1)  # an attribute's value: one level in
     problems = list(json_value(None, converted))
     if problems:
         raise _InvalidError(problems)
     return converted
 
 
-def _floats_to_decimal(value: Any) -> Any:
+def _floats_to_decimal(value: Any, depth: int) -> Any:
     if isinstance(value, float) and math.isfinite(value):
         return Decimal(repr(value))
+    if depth > MAX_ATTRIBUTE_DEPTH:
+        return value  # too deep: the check refuses it without walking any further
     if isinstance(value, list):
-        return [_floats_to_decimal(v) for v in value]
+        return [_floats_to_decimal(v, depth + 1) for v in value]
     if isinstance(value, dict):
-        return {k: _floats_to_decimal(v) for k, v in value.items()}
+        return {k: _floats_to_decimal(v, depth + 1) for k, v in value.items()}
     return value
 
 
@@ -211,7 +216,19 @@ def _model_structure_hook(conv: cattrs.Converter, cls: type) -> Callable[[Any, A
     def structure(value: Any, t: Any) -> Any:
         if not isinstance(value, Mapping):
             raise _fail(f"must be an object (got {type_name(value)} {describe(value)})")
-        return generated(value, t)
+        bad_keys = [k for k in value if not isinstance(k, str)]
+        if not bad_keys:
+            return generated(value, t)
+        # A Python dict may have keys JSON cannot: report each, and the rest's problems too.
+        problems = [
+            Problem(f"/{escape_pointer_token(str(k))}", f"keys must be strings: {describe(k)}")
+            for k in bad_keys
+        ]
+        try:
+            generated({k: v for k, v in value.items() if isinstance(k, str)}, t)
+        except Exception as exc:
+            problems.extend(_problems(exc, ""))
+        raise _InvalidError(problems)
 
     return structure
 
@@ -255,6 +272,8 @@ converter = _make_converter()
 
 
 def _closest(key: str, known: list[str]) -> str:
+    if hint_candidate(key) is None:
+        return ""  # no hint for a value of insane length: difflib is quadratic
     match = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     if not match:
         match = [k for k in known if k.lower() == key.lower()]
@@ -282,10 +301,10 @@ def _problems(exc: BaseException, prefix: str) -> Iterator[Problem]:
         for sub in without:
             if isinstance(sub, ForbiddenExtraKeysError):
                 known = sorted(names.values())
-                for key in sorted(sub.extra_fields):
+                for key in sorted(sub.extra_fields, key=str):
                     yield Problem(
                         f"{prefix}/{escape_pointer_token(key)}",
-                        f"unknown key {key!r}{_closest(key, known)}",
+                        f"unknown key {describe(key)}{_closest(key, known)}",
                     )
             else:
                 yield from _problems(sub, prefix)
@@ -296,10 +315,11 @@ def _problems(exc: BaseException, prefix: str) -> Iterator[Problem]:
         for sub in rest:
             yield from _problems(sub, prefix)
     elif isinstance(exc, ForbiddenExtraKeysError):
-        for key in sorted(exc.extra_fields):
-            yield Problem(f"{prefix}/{escape_pointer_token(key)}", f"unknown key {key!r}")
+        for key in sorted(exc.extra_fields, key=str):
+            yield Problem(f"{prefix}/{escape_pointer_token(key)}", f"unknown key {describe(key)}")
     else:
-        yield Problem(prefix, f"{type(exc).__name__}: {exc}")
+        # Not a payload problem the hooks know; say what it was without dumping the value.
+        yield Problem(prefix, f"{type(exc).__name__}: {describe(str(exc))}")
 
 
 def _named(problem: Problem) -> Problem:
@@ -358,29 +378,64 @@ def to_wire(obj: Any, *, exact: bool = False) -> Any:
     return raw if exact else to_plain(raw)
 
 
+def _json_error(message: str) -> ValidationError:
+    return ValidationError([Problem("", message)], subject="JSON")
+
+
 def _parse_constant(name: str) -> Any:
-    raise ValidationError([Problem("", f"{name} is not a JSON number")], subject="JSON")
+    raise _json_error(f"{name} is not a JSON number")
+
+
+def _number_text(text: str) -> str:
+    if len(text) > MAX_NUMBER_TEXT:
+        raise _json_error(
+            f"a JSON number of {len(text)} characters ({text[:20]}...): numbers have at most "
+            f"{MAX_NUMBER_TEXT} characters"
+        )
+    return text
+
+
+def _parse_int(text: str) -> int:
+    return int(_number_text(text))
+
+
+def _parse_float(text: str) -> Decimal:
+    return Decimal(_number_text(text))
+
+
+def parse_json(text: str | bytes | bytearray) -> Any:
+    """JSON text to Python values, numbers exact (``Decimal``), or a ValidationError.
+
+    Never raises anything else: not UTF-8, not JSON, numbers too long for the
+    bounds, nesting too deep for the parser all say what is wrong and where.
+    """
+    if isinstance(text, bytes | bytearray):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _json_error(
+                f"not UTF-8 text: byte {exc.object[exc.start]:#04x} at offset {exc.start}"
+            ) from None
+    if not isinstance(text, str):
+        raise _json_error(f"JSON text must be a str or bytes, got {type(text).__name__}")
+    try:
+        return json.loads(
+            text, parse_float=_parse_float, parse_int=_parse_int, parse_constant=_parse_constant
+        )
+    except json.JSONDecodeError as exc:
+        raise _json_error(
+            f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise _json_error(
+            "JSON nested too deeply to parse; payloads nest at most "
+            f"{MAX_ATTRIBUTE_DEPTH} levels inside 'attributes'"
+        ) from None
 
 
 def loads(text: str | bytes, cls: type[T] = NewCustomerSession, **options: Any) -> T:  # type: ignore[assignment]
     """Parse JSON text (numbers as exact Decimals) and structure it into ``cls``."""
-    try:
-        data = json.loads(text, parse_float=Decimal, parse_constant=_parse_constant)
-    except UnicodeDecodeError as exc:
-        raise ValidationError(
-            [
-                Problem(
-                    "", f"not UTF-8 text: byte {exc.object[exc.start]:#04x} at offset {exc.start}"
-                )
-            ],
-            subject="JSON",
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise ValidationError(
-            [Problem("", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")],
-            subject="JSON",
-        ) from None
-    return from_wire(cls, data, **options)
+    return from_wire(cls, parse_json(text), **options)
 
 
 def dumps(obj: Any, *, indent: int | None = None) -> str:

@@ -30,8 +30,10 @@ if TYPE_CHECKING:
 __all__ = [
     "Condition",
     "Hint",
+    "NotABoolError",
     "all_of",
     "any_of",
+    "as_bool",
     "as_condition",
     "attribute_equals",
     "coupon_valid",
@@ -69,10 +71,38 @@ class Condition:
     hints: tuple[Hint, ...] = ()
 
     def __call__(self, ctx: Context) -> bool:
-        return bool(self.fn(ctx))
+        result = self.fn(ctx)
+        if result is True or result is False:
+            return result
+        return as_bool(result)
 
     def __repr__(self) -> str:
         return f"<condition {self.description!r}>"
+
+
+class NotABoolError(TypeError):
+    """A condition (or ``where=``) returned something other than a bool."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        from sandbox.models import describe
+
+        hint = " (a forgotten `return`?)" if value is None else ""
+        super().__init__(f"returned {describe(value)}, not a bool{hint}")
+
+
+def as_bool(value: Any) -> bool:
+    """``value`` if it is a bool (numpy's bool counts), else :class:`NotABoolError`.
+
+    Truthiness would let a forgotten ``return`` (None) fail silently and let
+    ``Decimal("NaN")`` pass: a condition must say yes or no.
+    """
+    if isinstance(value, bool):
+        return value
+    kind = type(value)
+    if kind.__module__ == "numpy" and kind.__name__ in ("bool_", "bool"):
+        return bool(value)
+    raise NotABoolError(value)
 
 
 def named(description: str, fn: Callable[[Context], Any]) -> Condition:

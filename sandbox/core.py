@@ -8,11 +8,12 @@ changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import decimal
 import difflib
 import itertools
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from types import MappingProxyType
@@ -25,12 +26,22 @@ from sandbox.engine import Evaluation, Settings, World, evaluate
 from sandbox.errors import (
     DefinitionError,
     Problem,
+    ReentrantCallError,
     TransitionError,
     UnknownEntityError,
     ValidationError,
 )
-from sandbox.ledger import Charge, CounterKey, Ledger, ProfileStats, usage_key
-from sandbox.models import NewCustomerSession, ReturnedCartItem, SessionState, check_total
+from sandbox.ledger import Charge, CounterKey, Ledger, LockedView, ProfileStats, usage_key
+from sandbox.models import (
+    ARITHMETIC,
+    MAX_ID_LENGTH,
+    NewCustomerSession,
+    ReturnedCartItem,
+    SessionState,
+    check_total,
+    describe,
+    hint_candidate,
+)
 from sandbox.rules import (
     Campaign,
     Coupon,
@@ -216,7 +227,10 @@ class Sandbox:
         self._coupons: dict[str, tuple[Campaign, Coupon]] = {}
         self._referrals: dict[str, tuple[Campaign, Referral]] = {}
         self._sessions: dict[str, StoredSession] = {}
-        self.ledger = Ledger()
+        self.ledger = Ledger(self._lock)
+        # True while this sandbox runs user rules (under the lock, so only the
+        # evaluating thread can see it): a rule calling back in is refused.
+        self._evaluating = False
 
     def __repr__(self) -> str:
         return (
@@ -233,7 +247,7 @@ class Sandbox:
     def set_now(self, now: Any) -> None:
         """Move the clock to ``now`` (an ISO string or an aware datetime)."""
         parsed = parse_time(now, "set_now(...)")
-        with self._lock:
+        with self._mutating("sb.set_now()"):
             self._now = parsed
 
     def advance(self, **delta: float) -> datetime:
@@ -244,13 +258,33 @@ class Sandbox:
             raise DefinitionError(
                 f"advance() takes timedelta keywords (days=, hours=, ...): {exc}"
             ) from None
+        except (OverflowError, ValueError) as exc:
+            shown = ", ".join(f"{k}={describe(v)}" for k, v in delta.items())
+            raise DefinitionError(
+                f"advance({shown}): not a usable time span ({exc}); "
+                "give finite numbers, e.g. advance(days=1)"
+            ) from None
         if step < timedelta(0):
             raise DefinitionError(
                 f"advance() moves forward only; use set_now() to go back, got {step}"
             )
-        with self._lock:
-            self._now += step
+        with self._mutating("sb.advance()"):
+            try:
+                self._now += step
+            except OverflowError:
+                raise DefinitionError(
+                    f"advance() by {step} would move the clock past the year 9999 "
+                    f"(it is {self._now.isoformat()})"
+                ) from None
             return self._now
+
+    @contextlib.contextmanager
+    def _mutating(self, call: str) -> Iterator[None]:
+        """Hold the lock for a change; refuse one made from inside a rule."""
+        with self._lock:
+            if self._evaluating:
+                raise ReentrantCallError(call)
+            yield
 
     # -- inventory ----------------------------------------------------------
 
@@ -291,7 +325,7 @@ class Sandbox:
         if not isinstance(name, str) or not name.strip():
             raise DefinitionError(f"group(name) must be a non-empty string, got {name!r}")
         group_mode: GroupMode = enum_value(GroupMode, mode, f"group {name!r}: mode")
-        with self._lock:
+        with self._mutating("sb.group()"):
             if any(g.name == name for g in self._groups):
                 raise DefinitionError(f"group {name!r} already exists")
             group = Group(self._next_id("group"), name, group_mode)
@@ -339,7 +373,7 @@ class Sandbox:
             raise DefinitionError(
                 f"{where}: group must come from this sandbox's group(), got {group!r}"
             )
-        with self._lock:
+        with self._mutating("sb.campaign()"):
             if any(c.name == name for c in self._campaigns):
                 raise DefinitionError(f"{where} already exists")
             campaign = Campaign(
@@ -364,7 +398,7 @@ class Sandbox:
             if name_or_id in (campaign.name, campaign.id):
                 return campaign
         raise UnknownEntityError(
-            f"no campaign {name_or_id!r}{_close(str(name_or_id), [c.name for c in self._campaigns])}"
+            f"no campaign {describe(name_or_id)}{_close(str(name_or_id), [c.name for c in self._campaigns])}"
         )
 
     # -- reads ----------------------------------------------------------------
@@ -375,7 +409,7 @@ class Sandbox:
 
     def _lookup(self, index: Mapping[str, Any], code: str, kind: str) -> Any:
         if not isinstance(code, str) or self._normalize(code) not in index:
-            raise UnknownEntityError(f"no {kind} {code!r}{_close(str(code), list(index))}")
+            raise UnknownEntityError(f"no {kind} {describe(code)}{_close(str(code), index)}")
         return index[self._normalize(code)]
 
     def get_coupon(self, code: str) -> CouponView:
@@ -411,23 +445,27 @@ class Sandbox:
             )
 
     def get_session(self, session_id: str) -> StoredSession:
+        _check_session_id(session_id)
         with self._lock:
             if session_id not in self._sessions:
                 raise UnknownEntityError(
-                    f"no session {session_id!r}{_close(session_id, list(self._sessions))}"
+                    f"no session {session_id!r}{_close(session_id, self._sessions)}"
                 )
             return self._sessions[session_id]
 
     @property
     def sessions(self) -> Mapping[str, StoredSession]:
-        return MappingProxyType(self._sessions)
+        """The stored sessions by id: a read-only view, safe to iterate while other
+        threads update (iteration works on a copy)."""
+        return LockedView(self._sessions, self._lock)
 
     def get_profile(self, profile_id: str) -> ProfileStats:
+        _check_id(profile_id, "a profile id")
         with self._lock:
             stats = self.ledger.profile(profile_id)
             if stats is None:
                 raise UnknownEntityError(
-                    f"no profile {profile_id!r}{_close(profile_id, list(self.ledger.profiles))}"
+                    f"no profile {profile_id!r}{_close(profile_id, self.ledger.profiles)}"
                 )
             return stats
 
@@ -470,7 +508,7 @@ class Sandbox:
             campaigns=tuple(self._campaigns),
             coupons=MappingProxyType(self._coupons),
             referrals=MappingProxyType(self._referrals),
-            counters=MappingProxyType(self.ledger.counters),
+            counters=self.ledger.live_counters,
             now=self._now,
             settings=self.settings,
             normalize=self._normalize,
@@ -479,8 +517,16 @@ class Sandbox:
     def evaluate(self, session: NewCustomerSession | Mapping[str, Any]) -> Evaluation:
         """Evaluate a session without any lifecycle or storage (the engine, directly)."""
         parsed = self._structure(session)
-        with self._lock:
-            return evaluate(parsed, self._world())
+        with self._mutating("sb.evaluate()"), decimal.localcontext(ARITHMETIC):
+            return self._run_engine(parsed)
+
+    def _run_engine(self, session: NewCustomerSession) -> Evaluation:
+        """The engine, with user rules marked as running (see :meth:`_mutating`)."""
+        self._evaluating = True
+        try:
+            return evaluate(session, self._world())
+        finally:
+            self._evaluating = False
 
     def _structure(self, payload: Any) -> NewCustomerSession:
         if isinstance(payload, NewCustomerSession):
@@ -512,7 +558,7 @@ class Sandbox:
         """
         _check_session_id(session_id)
         parsed = self._structure(session)
-        with self._lock:
+        with self._mutating("sb.update()"), decimal.localcontext(ARITHMETIC):
             stored = self._sessions.get(session_id)
             current = stored.state if stored else None
             asked = parsed.state
@@ -542,7 +588,7 @@ class Sandbox:
                         session_id, kept, SessionState.CANCELLED, ()
                     )
                 return result
-            evaluation = evaluate(parsed, self._world())
+            evaluation = self._run_engine(parsed)
             state = IntegrationState(
                 session_id,
                 parsed,
@@ -553,13 +599,10 @@ class Sandbox:
             )
             if dry:
                 return state
-            if parsed.profile_id:
-                self.ledger.touch_profile(parsed.profile_id)
+            # All of the new state is built before anything is stored, and the ledger
+            # checks everything before its first write: a close that raises changes nothing.
             if asked is SessionState.CLOSED:
-                self.ledger.commit(evaluation.charges)
-                if parsed.profile_id:
-                    self.ledger.add_sale(parsed.profile_id, 1, parsed.effective_total)
-                self._sessions[session_id] = StoredSession(
+                new_stored = StoredSession(
                     session_id,
                     parsed,
                     SessionState.CLOSED,
@@ -574,15 +617,21 @@ class Sandbox:
                     returned=tuple(0 for _ in parsed.cart_items or ()),
                     sales_left=parsed.effective_total,
                 )
+                self.ledger.commit(
+                    evaluation.charges, profile=parsed.profile_id, sales=parsed.effective_total
+                )
             else:
-                self._sessions[session_id] = StoredSession(
+                new_stored = StoredSession(
                     session_id, parsed, SessionState.OPEN, evaluation.effects
                 )
+            if parsed.profile_id:
+                self.ledger.touch_profile(parsed.profile_id)
+            self._sessions[session_id] = new_stored
             return state
 
     def reopen(self, session_id: str, *, dry: bool = False) -> IntegrationState:
         """Talon.One's ``reopenCustomerSession``: closed -> open, rolling back what close committed."""
-        with self._lock:
+        with self._mutating("sb.reopen()"), decimal.localcontext(ARITHMETIC):
             stored = self._require(session_id)
             if stored.state is not SessionState.CLOSED:
                 raise TransitionError(
@@ -608,7 +657,7 @@ class Sandbox:
         returned share of discounts and releases that share of money budgets.
         """
         parsed = _returned_items(items)
-        with self._lock:
+        with self._mutating("sb.return_items()"), decimal.localcontext(ARITHMETIC):
             stored = self._require(session_id)
             if stored.state not in (SessionState.CLOSED, SessionState.PARTIALLY_RETURNED):
                 raise TransitionError(
@@ -649,10 +698,11 @@ class Sandbox:
                 session_id, new_stored.session, effects, dry=dry, action="return"
             )
             if not dry:
-                self.ledger.release(releases)
-                profile = stored.submitted.profile_id
-                if profile:
-                    self.ledger.add_sale(profile, 0, new_stored.sales_left - stored.sales_left)
+                self.ledger.release(
+                    releases,
+                    profile=stored.submitted.profile_id,
+                    sales=stored.sales_left - new_stored.sales_left,
+                )
                 self._sessions[session_id] = new_stored
             return result
 
@@ -660,7 +710,7 @@ class Sandbox:
         _check_session_id(session_id)
         if session_id not in self._sessions:
             raise UnknownEntityError(
-                f"no session {session_id!r}{_close(session_id, list(self._sessions))}"
+                f"no session {session_id!r}{_close(session_id, self._sessions)}"
             )
         return self._sessions[session_id]
 
@@ -692,21 +742,22 @@ class Sandbox:
         )
         if dry:
             return result
-        self.ledger.release(stored.committed)
-        profile = stored.submitted.profile_id
-        if profile:
-            self.ledger.add_sale(profile, -1, -stored.sales_left)
         if to is SessionState.OPEN:
-            self._sessions[stored.session_id] = StoredSession(
+            new_stored = StoredSession(
                 stored.session_id,
                 attrs.evolve(stored.submitted, state=SessionState.OPEN),
                 SessionState.OPEN,
                 (),
             )
         else:
-            self._sessions[stored.session_id] = attrs.evolve(
-                stored, state=to, committed=(), discounts_left=(), effects=()
-            )
+            new_stored = attrs.evolve(stored, state=to, committed=(), discounts_left=(), effects=())
+        self.ledger.release(
+            stored.committed,
+            profile=stored.submitted.profile_id,
+            sessions=1,
+            sales=stored.sales_left,
+        )
+        self._sessions[stored.session_id] = new_stored
         return result
 
 
@@ -714,26 +765,38 @@ class Sandbox:
 # helpers
 
 
-def _close(name: Any, known: Sequence[str]) -> str:
-    if not known:
+_HINT_POOL = 10_000  # beyond this many names, difflib over all of them costs more than it helps
+
+
+def _close(name: Any, known: Iterable[str]) -> str:
+    names = list(itertools.islice(known, _HINT_POOL + 1))
+    if not names:
         return " (there are none yet)"
-    name = str(name)
-    match = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    candidate = hint_candidate(str(name))
+    if candidate is None or len(names) > _HINT_POOL:
+        return ""
+    match = difflib.get_close_matches(candidate, names, n=1, cutoff=0.6)
     if not match:
-        match = [k for k in known if k.lower() == name.lower()]
+        match = [k for k in names if k.lower() == candidate.lower()]
     return f"; did you mean {match[0]!r}?" if match else ""
 
 
-def _check_session_id(session_id: Any) -> None:
-    if not isinstance(session_id, str) or not session_id or len(session_id) > 1000:
+def _check_id(value: Any, what: str) -> None:
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
         raise ValidationError(
             [
                 Problem(
-                    "", f"a session id must be a string of 1 to 1000 characters, got {session_id!r}"
+                    "",
+                    f"{what} must be a string of 1 to {MAX_ID_LENGTH} characters, "
+                    f"got {describe(value)}",
                 )
             ],
-            subject="session id",
+            subject=what.removeprefix("a "),
         )
+
+
+def _check_session_id(session_id: Any) -> None:
+    _check_id(session_id, "a session id")
 
 
 def _why_not(current: SessionState | None, asked: SessionState) -> str:
@@ -888,7 +951,13 @@ def _minus(committed: Sequence[Charge], releases: Sequence[Charge]) -> tuple[Cha
 def _returned_items(items: Any) -> list[ReturnedCartItem]:
     if isinstance(items, str | bytes | Mapping) or not isinstance(items, Sequence):
         raise ValidationError(
-            [Problem("/returnedCartItems", f"must be a list of returned items, got {items!r}")]
+            [
+                Problem(
+                    "/returnedCartItems",
+                    f"must be a list of returned items, got {describe(items)}",
+                )
+            ],
+            subject="return",
         )
     parsed: list[ReturnedCartItem] = []
     problems: list[Problem] = []
@@ -946,6 +1015,17 @@ def _resolve_returns(
             )
             continue
         left = cart[position].quantity - returned[position] - back[position]
+        if item.quantity is None and left == 0:
+            # No quantity was sent, so the problem is the item named, not a quantity.
+            field = "position" if item.position is not None else "sku"
+            problems.append(
+                Problem(
+                    f"{where}/{field}",
+                    f"position {position} has no units left to return: all "
+                    f"{cart[position].quantity} were returned already",
+                )
+            )
+            continue
         quantity = left if item.quantity is None else item.quantity
         if quantity > left or left == 0:
             problems.append(

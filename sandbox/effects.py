@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import attrs
 
 from sandbox.errors import DefinitionError
-from sandbox.models import CartItem
+from sandbox.models import MAX_MONEY, CartItem, bound_problem
 from sandbox.talon import EffectType
 
 if TYPE_CHECKING:
@@ -59,6 +59,9 @@ def _amount(value: Any, what: str) -> Decimal | Callable[[Context], Any]:
         raise DefinitionError(f"{what} must be a number, got {value!r}") from None
     if not result.is_finite() or result < 0:
         raise DefinitionError(f"{what} must be a finite number >= 0, got {value!r}")
+    out_of_bounds = bound_problem(result, MAX_MONEY)
+    if out_of_bounds is not None:
+        raise DefinitionError(f"{what} {out_of_bounds}")
     return result
 
 

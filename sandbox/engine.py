@@ -16,6 +16,7 @@ ledger and the session store of :class:`~sandbox.Sandbox`. One evaluation:
 from __future__ import annotations
 
 import contextlib
+import decimal
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -25,7 +26,7 @@ from typing import Any
 
 import attrs
 
-from sandbox.conditions import Condition
+from sandbox.conditions import Condition, NotABoolError, as_bool
 from sandbox.effects import (
     AddFreeItem,
     EffectSpec,
@@ -37,7 +38,14 @@ from sandbox.effects import (
 )
 from sandbox.errors import RuleError
 from sandbox.ledger import Charge, CounterKey, period_bucket, usage_key
-from sandbox.models import CartItem, NewCustomerSession
+from sandbox.models import (
+    ARITHMETIC,
+    MAX_MONEY,
+    CartItem,
+    NewCustomerSession,
+    bound_problem,
+    describe,
+)
 from sandbox.rules import Campaign, Coupon, Limit, Referral, Rule
 from sandbox.state import CampaignTrace, Effect, RuleFailureReason, RuleTrace
 from sandbox.talon import (
@@ -433,7 +441,7 @@ def _to_amount(value: Any, campaign: Campaign, rule: Rule, index: int) -> Decima
             campaign.name,
             rule.title,
             f"effect {index} amount",
-            TypeError(f"the amount callable must return a number, got {value!r}"),
+            problem=f"returned {describe(value)}: the amount callable must return a number",
         )
     amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
     if not amount.is_finite() or amount < 0:
@@ -441,7 +449,15 @@ def _to_amount(value: Any, campaign: Campaign, rule: Rule, index: int) -> Decima
             campaign.name,
             rule.title,
             f"effect {index} amount",
-            ValueError(f"the amount must be a finite number >= 0, got {value!r}"),
+            problem=f"returned {describe(value)}: an amount must be a finite number >= 0",
+        )
+    out_of_bounds = bound_problem(amount, MAX_MONEY)
+    if out_of_bounds is not None:
+        raise RuleError(
+            campaign.name,
+            rule.title,
+            f"effect {index} amount",
+            problem=f"returned an amount out of bounds: it {out_of_bounds}",
         )
     return amount
 
@@ -520,6 +536,13 @@ def _run_rules(run: _Run, campaign: Campaign, ctx: Context) -> _CampaignOutcome:
         for index, condition in enumerate(rule.conditions):
             try:
                 ok = condition(ctx)
+            except NotABoolError as exc:
+                raise RuleError(
+                    campaign.name,
+                    rule.title,
+                    f"condition {index} ({condition.description})",
+                    problem=f"{exc}: a condition must return True or False",
+                ) from None
             except Exception as exc:
                 raise RuleError(
                     campaign.name, rule.title, f"condition {index} ({condition.description})", exc
@@ -572,7 +595,14 @@ def _desire(run: _Run, campaign: Campaign, rule: Rule, ctx: Context) -> Iterable
             for position, item in enumerate(ctx.items):
                 if spec.where is not None:
                     try:
-                        matches = spec.where(item)
+                        matches = as_bool(spec.where(item))
+                    except NotABoolError as exc:
+                        raise RuleError(
+                            campaign.name,
+                            rule.title,
+                            f"effect {index} where=",
+                            problem=f"{exc}: where= must return True or False for each item",
+                        ) from None
                     except Exception as exc:
                         raise RuleError(
                             campaign.name, rule.title, f"effect {index} where=", exc
@@ -807,7 +837,16 @@ def _apply_rule(
 
 
 def evaluate(session: NewCustomerSession, world: World) -> Evaluation:
-    """Evaluate one session against the world; pure (see the module docstring)."""
+    """Evaluate one session against the world; pure (see the module docstring).
+
+    All arithmetic runs in :data:`sandbox.models.ARITHMETIC`, whose precision
+    holds every value within the wire format's bounds exactly.
+    """
+    with decimal.localcontext(ARITHMETIC):
+        return _evaluate(session, world)
+
+
+def _evaluate(session: NewCustomerSession, world: World) -> Evaluation:
     run = _Run(session, world)
 
     # 1. Codes

@@ -13,6 +13,7 @@ import attrs
 __all__ = [
     "DefinitionError",
     "Problem",
+    "ReentrantCallError",
     "RuleError",
     "SandboxError",
     "TransitionError",
@@ -37,7 +38,10 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.pointer or '/'}: {self.message}"
+        pointer = self.pointer or "/"
+        if len(pointer) > 200:  # the pointer stays exact; only its display is shortened
+            pointer = f"{pointer[:120]}...{pointer[-60:]}"
+        return f"{pointer}: {self.message}"
 
     def within(self, prefix: str) -> Problem:
         """The same problem, seen from an enclosing document at ``prefix``."""
@@ -109,13 +113,34 @@ class RuleError(SandboxError):
     The original exception is chained as ``__cause__``.
     """
 
-    def __init__(self, campaign: str, rule: str, part: str, original: BaseException) -> None:
+    def __init__(
+        self,
+        campaign: str,
+        rule: str,
+        part: str,
+        original: BaseException | None = None,
+        *,
+        problem: str | None = None,
+    ) -> None:
         self.campaign = campaign
         self.rule = rule
         self.part = part
+        if problem is None:
+            problem = f"raised {type(original).__name__}: {original}"
+        super().__init__(f"campaign {campaign!r}, rule {rule!r}: {part} {problem}")
+
+
+class ReentrantCallError(SandboxError):
+    """A rule (condition, amount or ``where=``) called the sandbox it runs in.
+
+    Rules must be pure functions of the context: an update from inside an
+    evaluation would commit counters the outer evaluation then counts again."""
+
+    def __init__(self, call: str) -> None:
+        self.call = call
         super().__init__(
-            f"campaign {campaign!r}, rule {rule!r}: {part} raised "
-            f"{type(original).__name__}: {original}"
+            f"{call} was called while the sandbox is evaluating a rule: rules must not "
+            "call the sandbox they run in (read what you need from the context instead)"
         )
 
 

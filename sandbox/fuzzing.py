@@ -544,7 +544,8 @@ def _lifecycle_search(factory: Callable[[], Sandbox], examples: int, seed: int |
         )
         steps = tuple(machines[-1].steps) if machines else ()
         outcome.outside = _outside_finding("lifecycle", what, steps)
-    elif failure is not None and machines:
+    elif failure is not None and machines and not isinstance(failure, RuleError):
+        # (a rule that raises is reported once, by rules_do_not_raise)
         name = failure.invariant if isinstance(failure, InvariantViolation) else None
         steps = tuple(machines[-1].steps)
         outcome.violation = Violation(

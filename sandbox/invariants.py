@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from sandbox.errors import SandboxError
+from sandbox.errors import RuleError, SandboxError
 from sandbox.models import NewCustomerSession, SessionState
 from sandbox.state import CampaignTrace, IntegrationState, RuleTrace
 from sandbox.talon import EffectType
@@ -397,8 +397,11 @@ def dry_run_changes_nothing(
     """
     before = sb.snapshot()
     now = sb.now
+    raised: RuleError | None = None
     try:
         state: IntegrationState | None = sb.update(session_id, session, dry=True)
+    except RuleError as exc:  # not a refusal: a broken rule, reported as such below
+        state, raised = None, exc
     except SandboxError:
         state = None
     after = sb.snapshot()
@@ -409,6 +412,8 @@ def dry_run_changes_nothing(
             session_id=session_id,
             values={"before": before, "after": after},
         )
+    if raised is not None:
+        raise raised
     return state
 
 

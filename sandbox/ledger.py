@@ -7,16 +7,28 @@ return (release). Evaluations read them and never write them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import decimal
+import threading
+from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from datetime import UTC, datetime
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 import attrs
 
+from sandbox.models import ARITHMETIC
 from sandbox.talon import Period
 
-__all__ = ["Charge", "CounterKey", "Ledger", "ProfileStats", "period_bucket", "usage_key"]
+__all__ = [
+    "Charge",
+    "CounterKey",
+    "Ledger",
+    "LockedView",
+    "ProfileStats",
+    "period_bucket",
+    "usage_key",
+]
 
 ZERO = Decimal(0)
 
@@ -76,17 +88,72 @@ class ProfileStats:
     total_sales: Decimal = ZERO
 
 
-class Ledger:
-    """Committed counters and profile statistics. Not thread-safe on its own:
-    the :class:`~sandbox.Sandbox` serialises every change behind its lock."""
+class LockedView(Mapping[Any, Any]):
+    """A read-only view of a dict that other threads may be changing.
 
-    def __init__(self) -> None:
+    Lookups are live; iterating (and ``keys``/``items``/``values``) works on a
+    copy taken under the sandbox's lock, so a reader never sees "dictionary
+    changed size during iteration" and each listing is one consistent moment.
+    """
+
+    __slots__ = ("_data", "_lock")
+
+    def __init__(self, data: dict[Any, Any], lock: threading.RLock) -> None:
+        self._data = data
+        self._lock = lock
+
+    def __getitem__(self, key: Any) -> Any:
+        with self._lock:
+            return self._data[key]
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.copy())
+
+    def copy(self) -> dict[Any, Any]:
+        """A plain dict of this moment's contents."""
+        with self._lock:
+            return dict(self._data)
+
+    def keys(self) -> KeysView[Any]:
+        return self.copy().keys()
+
+    def items(self) -> ItemsView[Any, Any]:
+        return self.copy().items()
+
+    def values(self) -> ValuesView[Any]:
+        return self.copy().values()
+
+    def __repr__(self) -> str:
+        return f"LockedView({self.copy()!r})"
+
+
+class Ledger:
+    """Committed counters and profile statistics.
+
+    The :class:`~sandbox.Sandbox` serialises every change behind its lock and
+    passes that lock in, so the read views below are safe from any thread.
+    """
+
+    def __init__(self, lock: threading.RLock | None = None) -> None:
+        self._lock = lock if lock is not None else threading.RLock()
         self._counters: dict[CounterKey, Decimal] = {}
         self._profiles: dict[str, ProfileStats] = {}
 
     @property
     def counters(self) -> Mapping[CounterKey, Decimal]:
-        return self._counters
+        return LockedView(self._counters, self._lock)
+
+    @property
+    def live_counters(self) -> Mapping[CounterKey, Decimal]:
+        """The counters themselves, read-only, for evaluations made under the lock."""
+        return MappingProxyType(self._counters)
 
     def counter(self, key: CounterKey) -> Decimal:
         return self._counters.get(key, ZERO)
@@ -96,48 +163,75 @@ class Ledger:
 
     @property
     def profiles(self) -> Mapping[str, ProfileStats]:
-        return self._profiles
+        return LockedView(self._profiles, self._lock)
 
     # -- the only places counters change ------------------------------------
 
-    def commit(self, charges: Iterable[Charge]) -> None:
-        """Add a closing session's consumption."""
-        self._move(charges, 1)
+    def commit(
+        self, charges: Iterable[Charge], *, profile: str | None = None, sales: Decimal = ZERO
+    ) -> None:
+        """Add a closing session's consumption; its profile gets a closed session and sales."""
+        self._move(charges, 1, profile, 1, sales)
 
-    def release(self, charges: Iterable[Charge]) -> None:
-        """Take back consumption (cancel, reopen, return)."""
-        self._move(charges, -1)
-
-    def _move(self, charges: Iterable[Charge], sign: int) -> None:
-        # Work on a copy and swap it in, so a failure leaves every counter as it was.
-        counters = dict(self._counters)
-        for charge in charges:
-            # A zero charge (a discount capped to nothing) moves nothing: it must
-            # neither create a counter at 0 nor fail on one already dropped.
-            if not charge.amount:
-                continue
-            value = counters.get(charge.key, ZERO) + sign * charge.amount
-            if value < 0:
-                raise AssertionError(
-                    f"ledger: releasing {charge.amount} from {charge.key} would leave {value}"
-                )
-            if value:
-                counters[charge.key] = value
-            else:
-                counters.pop(charge.key, None)
-        self._counters = counters
+    def release(
+        self,
+        charges: Iterable[Charge],
+        *,
+        profile: str | None = None,
+        sessions: int = 0,
+        sales: Decimal = ZERO,
+    ) -> None:
+        """Take back consumption (cancel, reopen, return) and, for ``profile``,
+        ``sessions`` closed sessions and ``sales`` of its total sales."""
+        self._move(charges, -1, profile, -sessions, -sales)
 
     def touch_profile(self, profile_id: str) -> None:
         """Talon.One creates an unknown profile on its first session."""
         self._profiles.setdefault(profile_id, ProfileStats(profile_id))
 
-    def add_sale(self, profile_id: str, sessions: int, sales: Decimal) -> None:
-        stats = self._profiles.get(profile_id, ProfileStats(profile_id))
-        self._profiles[profile_id] = ProfileStats(
-            profile_id, stats.closed_sessions + sessions, stats.total_sales + sales
-        )
+    def _move(
+        self,
+        charges: Iterable[Charge],
+        sign: int,
+        profile: str | None,
+        sessions: int,
+        sales: Decimal,
+    ) -> None:
+        # Everything that can fail happens before the first write, so a failure leaves
+        # every counter as it was. Only the touched counters are visited: a close
+        # costs O(its own charges), however many counters the ledger holds.
+        with decimal.localcontext(ARITHMETIC):
+            changed: dict[CounterKey, Decimal] = {}
+            for charge in charges:
+                # A zero charge (a discount capped to nothing) moves nothing: it must
+                # neither create a counter at 0 nor fail on one already dropped.
+                if not charge.amount:
+                    continue
+                before = changed.get(charge.key)
+                if before is None:
+                    before = self._counters.get(charge.key, ZERO)
+                value = before + sign * charge.amount
+                if value < 0:
+                    raise AssertionError(
+                        f"ledger: releasing {charge.amount} from {charge.key} would leave {value}"
+                    )
+                changed[charge.key] = value
+            stats = None
+            if profile:
+                old = self._profiles.get(profile, ProfileStats(profile))
+                stats = ProfileStats(
+                    profile, old.closed_sessions + sessions, old.total_sales + sales
+                )
+        for key, value in changed.items():
+            if value:
+                self._counters[key] = value
+            else:
+                self._counters.pop(key, None)
+        if stats is not None:
+            self._profiles[stats.profile_id] = stats
 
     # -- snapshots, for dry runs and invariants ------------------------------
 
     def snapshot(self) -> tuple[Any, ...]:
-        return (dict(self._counters), dict(self._profiles))
+        with self._lock:
+            return (dict(self._counters), dict(self._profiles))

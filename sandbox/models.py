@@ -16,10 +16,12 @@ sandbox.errors.ValidationError: invalid NewCustomerSession: 1 problem
   /identifiers: 'identifiers' must have at most 5 items: 6 given
 """
 
+import decimal
 import difflib
 import enum
 import functools
 import math
+import reprlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, TypeAlias
@@ -29,6 +31,14 @@ import attrs
 from sandbox.errors import Problem, ValidationError, escape_pointer_token
 
 __all__ = [
+    "ARITHMETIC",
+    "MAX_ATTRIBUTE_DEPTH",
+    "MAX_ATTRIBUTE_NUMBER",
+    "MAX_DECIMAL_PLACES",
+    "MAX_MONEY",
+    "MAX_NUMBER_TEXT",
+    "MAX_QUANTITY",
+    "MAX_STRING_LENGTH",
     "AdditionalCost",
     "CartItem",
     "NewCustomerSession",
@@ -36,6 +46,8 @@ __all__ = [
     "ReturnedCartItem",
     "SessionState",
     "check_total",
+    "describe",
+    "shown_number",
 ]
 
 # Talon.One's limits (reference/talon_semantics.md, section 1.5).
@@ -44,6 +56,44 @@ MAX_CODE_LENGTH = 100
 MAX_ID_LENGTH = 1000
 MAX_CART_ITEMS = 1000
 MAX_TOTAL_QUANTITY = 10_000
+
+# Bounds of the wire format (DESIGN.md section 4), decided once, here; the codec and
+# the Python constructors both apply them. Talon.One's own limits are far below
+# Decimal's range: these are bounds no real cart reaches, chosen so that every
+# accepted payload is evaluated exactly in ARITHMETIC and written back by
+# to_wire()/dumps() (no float overflows to inf, no int too long for str()).
+MAX_MONEY = Decimal(10) ** 15
+"""Money and measures are below 10^15: at most 15 digits before the point."""
+MAX_DECIMAL_PLACES = 20
+"""Numbers have at most 20 digits after the point (trailing zeros aside)."""
+MAX_QUANTITY = MAX_TOTAL_QUANTITY
+"""A cart item's quantity (and returned quantities) is at most 10,000."""
+MAX_INTEGER = 2**63 - 1
+"""Other integers (``catalogItemID``) fit in 64 bits, as in Talon.One's API."""
+MAX_ATTRIBUTE_NUMBER = Decimal(10) ** 30
+"""A number inside ``attributes`` is below 10^30 in magnitude."""
+MAX_ATTRIBUTE_DEPTH = 32
+"""An attribute's value nests at most 32 objects/arrays deep (``{"a": [1]}`` is 2 deep)."""
+MAX_STRING_LENGTH = 10_000
+"""Free-form strings (names, SKUs, categories, attribute keys and values) have at most
+10,000 characters; ids and codes have Talon.One's tighter limits."""
+MAX_NUMBER_TEXT = 100
+"""A JSON number is at most 100 characters long; every bound above fits in far fewer."""
+MAX_HINT_INPUT = 200
+"""Longer values get no "did you mean" hint (difflib is quadratic) and are shown truncated."""
+
+ARITHMETIC = decimal.Context(
+    prec=60,
+    rounding=decimal.ROUND_HALF_EVEN,
+    Emax=999,
+    Emin=-999,
+    traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
+)
+"""The one Decimal context of the sandbox's arithmetic (totals, discounts, counters).
+
+Within the bounds, a cart total has at most 23 integer digits and 20 decimals;
+60 digits hold it, a percentage of it and its quantization to any currency
+precision exactly, so no quantize can fail on an accepted value."""
 
 JSONValue: TypeAlias = Any
 """A JSON value as the sandbox holds it: numbers are ``int`` or ``Decimal``."""
@@ -94,14 +144,19 @@ def _to_state(value: SessionState | str) -> Any:
     return value
 
 
-def _to_json(value: Any) -> Any:
-    """Floats in attribute values become Decimal, so money stays exact."""
+def _to_json(value: Any, depth: int = 0) -> Any:
+    """Floats in attribute values become Decimal, so money stays exact.
+
+    ``depth`` 0 is the attributes object itself. Beyond the depth bound values
+    are left as they are, for the check to refuse."""
     if isinstance(value, float) and math.isfinite(value):
         return Decimal(repr(value))
+    if depth > MAX_ATTRIBUTE_DEPTH:
+        return value
     if isinstance(value, dict):
-        return {k: _to_json(v) for k, v in value.items()}
+        return {k: _to_json(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_to_json(v) for v in value]
+        return [_to_json(v, depth + 1) for v in value]
     return value
 
 
@@ -109,10 +164,37 @@ def _to_json(value: Any) -> Any:
 # Checks. Messages follow attrs: the quoted field, the rule, the value.
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, 60, 60
+_SHORT.maxdict = _SHORT.maxlist = _SHORT.maxtuple = 4
+
+
+def shown_number(value: Decimal | int) -> str:
+    """A number as an error message shows it: as written, or in short scientific form
+    when it is too long to read (or, for a huge int, to convert to text at all)."""
+    if isinstance(value, int):
+        if value.bit_length() > 190:
+            return f"{Decimal(value):.6E}"
+        return str(value)
+    return str(value) if len(value.as_tuple().digits) <= 40 else f"{value:.6E}"
+
+
 def describe(value: Any) -> str:
-    """A short repr of a value for error messages."""
-    text = repr(value)
+    """A short repr of a value for error messages, safe for huge or deeply nested values."""
+    if isinstance(value, Decimal):
+        return f"Decimal('{shown_number(value)}')"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 190:
+        return shown_number(value)
+    try:
+        text = _SHORT.repr(value)
+    except Exception:  # a user object whose repr raises
+        text = f"<{type(value).__name__} object>"
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def hint_candidate(value: Any) -> str | None:
+    """``value`` if a "did you mean" hint may look at it (a string of sane length)."""
+    return value if isinstance(value, str) and len(value) <= MAX_HINT_INPUT else None
 
 
 def type_name(value: Any) -> str:
@@ -140,7 +222,7 @@ def _item(name: str | None, suffix: str) -> str | None:
     return None if name is None else name + suffix
 
 
-def text(*, min_length: int = 0, max_length: int | None = None) -> Check:
+def text(*, min_length: int = 0, max_length: int = MAX_STRING_LENGTH) -> Check:
     def check(name: str | None, value: Any) -> Iterator[Problem]:
         if not isinstance(value, str):
             yield Problem(
@@ -150,7 +232,7 @@ def text(*, min_length: int = 0, max_length: int | None = None) -> Check:
             yield Problem(
                 "", _named(name, f"must have at least {min_length} characters: {value!r}")
             )
-        elif max_length is not None and len(value) > max_length:
+        elif len(value) > max_length:
             yield Problem(
                 "", _named(name, f"must have at most {max_length} characters: {len(value)} given")
             )
@@ -158,19 +240,43 @@ def text(*, min_length: int = 0, max_length: int | None = None) -> Check:
     return check
 
 
-def integer(*, minimum: int | None = None) -> Check:
+def integer(*, minimum: int = -MAX_INTEGER, maximum: int = MAX_INTEGER) -> Check:
     def check(name: str | None, value: Any) -> Iterator[Problem]:
         if type(value) is not int:
             yield Problem(
                 "", _named(name, f"must be an integer (got {type_name(value)} {describe(value)})")
             )
-        elif minimum is not None and value < minimum:
-            yield Problem("", _named(name, f"must be >= {minimum}: {value}"))
+        elif value < minimum:
+            yield Problem("", _named(name, f"must be >= {minimum}: {shown_number(value)}"))
+        elif value > maximum:
+            yield Problem("", _named(name, f"must be <= {maximum}: {shown_number(value)}"))
 
     return check
 
 
-def number(*, minimum: Decimal | None = None) -> Check:
+def _too_precise(value: Decimal) -> bool:
+    """More than MAX_DECIMAL_PLACES digits after the point, not counting trailing zeros."""
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    extra = -MAX_DECIMAL_PLACES - exponent
+    if extra <= 0:
+        return False
+    return any(digits[-extra:] if extra < len(digits) else digits)
+
+
+def bound_problem(value: Decimal, maximum: Decimal) -> str | None:
+    """Why a finite Decimal is out of the wire format's bounds, or None."""
+    if abs(value) >= maximum:
+        return f"must be below {maximum:.0E}: {shown_number(value)}"
+    if _too_precise(value):
+        return (
+            f"must have at most {MAX_DECIMAL_PLACES} digits after the decimal point: "
+            f"{shown_number(value)}"
+        )
+    return None
+
+
+def number(*, minimum: Decimal | None = None, maximum: Decimal = MAX_MONEY) -> Check:
     def check(name: str | None, value: Any) -> Iterator[Problem]:
         if not isinstance(value, Decimal):
             yield Problem(
@@ -179,7 +285,9 @@ def number(*, minimum: Decimal | None = None) -> Check:
         elif not value.is_finite():
             yield Problem("", _named(name, f"must be a finite number: {value}"))
         elif minimum is not None and value < minimum:
-            yield Problem("", _named(name, f"must be >= {minimum}: {value}"))
+            yield Problem("", _named(name, f"must be >= {minimum}: {shown_number(value)}"))
+        elif (problem := bound_problem(value, maximum)) is not None:
+            yield Problem("", _named(name, problem))
 
     return check
 
@@ -193,9 +301,10 @@ def one_of(enum_type: type[enum.StrEnum]) -> Check:
 
     def check(name: str | None, value: Any) -> Iterator[Problem]:
         if not isinstance(value, enum_type):
+            candidate = hint_candidate(value)
             close = (
-                difflib.get_close_matches(str(value).lower(), values, n=1)
-                if isinstance(value, str)
+                difflib.get_close_matches(candidate.lower(), values, n=1)
+                if candidate is not None
                 else []
             )
             hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -257,29 +366,63 @@ def object_of(item: Check) -> Check:
             return
         for key, element in value.items():
             if not isinstance(key, str):
-                yield Problem("", _named(name, f"keys must be strings: {key!r}"))
+                yield Problem("", _named(name, f"keys must be strings: {describe(key)}"))
+                continue
+            pointer = f"/{escape_pointer_token(key)}"
+            if len(key) > MAX_STRING_LENGTH:
+                yield Problem(
+                    pointer,
+                    f"keys must have at most {MAX_STRING_LENGTH} characters: {len(key)} given",
+                )
                 continue
             for problem in item(_item(name, f".{key}"), element):
-                yield problem.within(f"/{escape_pointer_token(key)}")
+                yield problem.within(pointer)
 
     return check
 
 
 def json_value(name: str | None, value: Any) -> Iterator[Problem]:
-    """Any JSON value; numbers must be int or Decimal so they stay exact."""
-    if value is None or isinstance(value, str | bool | int):
+    """Any JSON value within the bounds; numbers must be int or Decimal so they stay exact."""
+    yield from _json_problems(name, value, 1)
+
+
+def _json_problems(name: str | None, value: Any, depth: int) -> Iterator[Problem]:
+    if value is None or isinstance(value, bool):
         return
-    if isinstance(value, Decimal):
-        if not value.is_finite():
+    if isinstance(value, str):
+        if len(value) > MAX_STRING_LENGTH:
+            yield Problem(
+                "",
+                _named(
+                    name,
+                    f"must have at most {MAX_STRING_LENGTH} characters: {len(value)} given",
+                ),
+            )
+        return
+    if isinstance(value, int | Decimal):
+        number_value = Decimal(value) if isinstance(value, int) else value
+        if isinstance(value, Decimal) and not value.is_finite():
             yield Problem("", _named(name, f"must be a finite number: {value}"))
+        elif (bound := bound_problem(number_value, MAX_ATTRIBUTE_NUMBER)) is not None:
+            yield Problem("", _named(name, bound))
         return
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple | Mapping):
+        if depth > MAX_ATTRIBUTE_DEPTH:
+            yield Problem(
+                "",
+                _named(
+                    name,
+                    f"nests more than {MAX_ATTRIBUTE_DEPTH} objects/arrays deep "
+                    "inside 'attributes'",
+                ),
+            )
+            return
+        if isinstance(value, Mapping):
+            yield from object_of(lambda n, v: _json_problems(n, v, depth + 1))(name, value)
+            return
         for index, element in enumerate(value):
-            for problem in json_value(_item(name, f"[{index}]"), element):
+            for problem in _json_problems(_item(name, f"[{index}]"), element, depth + 1):
                 yield problem.within(f"/{index}")
-        return
-    if isinstance(value, Mapping):
-        yield from object_of(json_value)(name, value)
         return
     yield Problem(
         "", _named(name, f"must be a JSON value (got {type(value).__name__} {describe(value)})")
@@ -369,7 +512,7 @@ class CartItem(_Validated):
     """One line of the cart, with Talon.One's fields and limits."""
 
     sku: str = wire_field(text(min_length=1))
-    quantity: int = wire_field(integer(minimum=1))
+    quantity: int = wire_field(integer(minimum=1, maximum=MAX_QUANTITY))
     name: str | None = wire_field(text(), default=None)
     price: Decimal | None = wire_field(money, default=None, converter=_to_decimal)
     category: str | None = wire_field(text(), default=None)
@@ -381,8 +524,12 @@ class CartItem(_Validated):
     attributes: dict[str, JSONValue] | None = wire_field(
         object_of(json_value), default=None, converter=_to_json, hash=False
     )
-    returned_quantity: int | None = wire_field(integer(minimum=0), default=None)
-    remaining_quantity: int | None = wire_field(integer(minimum=0), default=None)
+    returned_quantity: int | None = wire_field(
+        integer(minimum=0, maximum=MAX_QUANTITY), default=None
+    )
+    remaining_quantity: int | None = wire_field(
+        integer(minimum=0, maximum=MAX_QUANTITY), default=None
+    )
     product: Product | None = wire_field(instance_of(Product), default=None)
     additional_costs: dict[str, AdditionalCost] | None = wire_field(
         object_of(instance_of(AdditionalCost)), default=None, hash=False
@@ -392,15 +539,17 @@ class CartItem(_Validated):
     @property
     def line_total(self) -> Decimal:
         """price x quantity; an item without a price counts as 0."""
-        return (self.price or Decimal(0)) * self.quantity
+        if self.price is None:
+            return Decimal(0)
+        return ARITHMETIC.multiply(self.price, self.quantity)
 
 
 @attrs.frozen
 class ReturnedCartItem(_Validated):
     """What to return from a closed session: a position (or SKU) and a quantity."""
 
-    position: int | None = wire_field(integer(minimum=0), default=None)
-    quantity: int | None = wire_field(integer(minimum=1), default=None)
+    position: int | None = wire_field(integer(minimum=0, maximum=MAX_CART_ITEMS), default=None)
+    quantity: int | None = wire_field(integer(minimum=1, maximum=MAX_QUANTITY), default=None)
     sku: str | None = wire_field(text(min_length=1), default=None)
 
     def _cross_field_problems(self) -> Iterator[Problem]:
@@ -450,7 +599,10 @@ class NewCustomerSession(_Validated):
     @functools.cached_property
     def cart_total(self) -> Decimal:
         """The sum of price x quantity over the cart (0 for an empty cart)."""
-        return sum((item.line_total for item in self.cart_items or ()), Decimal(0))
+        total = Decimal(0)
+        for item in self.cart_items or ():
+            total = ARITHMETIC.add(total, item.line_total)
+        return total
 
     @functools.cached_property
     def effective_total(self) -> Decimal:

@@ -9,8 +9,8 @@ evaluation.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -21,7 +21,7 @@ import attrs
 from sandbox.conditions import Condition, as_condition
 from sandbox.effects import EFFECT_SPECS, EffectSpec
 from sandbox.errors import DefinitionError
-from sandbox.models import MAX_CODE_LENGTH
+from sandbox.models import MAX_CODE_LENGTH, MAX_MONEY, bound_problem
 from sandbox.talon import CampaignState, GroupMode, LimitAction, LimitEntity, Period
 
 if TYPE_CHECKING:
@@ -86,6 +86,9 @@ def _limit_amount(value: Any) -> Decimal:
     amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
     if not amount.is_finite() or amount < 0:
         raise DefinitionError(f"Limit(limit=...) must be a number >= 0, got {value!r}")
+    out_of_bounds = bound_problem(amount, MAX_MONEY)
+    if out_of_bounds is not None:
+        raise DefinitionError(f"Limit(limit=...) {out_of_bounds}")
     return amount
 
 
@@ -247,9 +250,8 @@ class Campaign:
             f"{len(self.coupons)} coupons, {len(self.referrals)} referrals>"
         )
 
-    @property
-    def _lock(self) -> threading.RLock:
-        return self._sandbox._lock
+    def _mutating(self, call: str) -> contextlib.AbstractContextManager[None]:
+        return self._sandbox._mutating(f"campaign {self.name!r}: {call}")
 
     def is_running(self, now: datetime) -> bool:
         """Enabled, and ``now`` inside ``[start, end]`` (missing bounds are open)."""
@@ -265,15 +267,15 @@ class Campaign:
     # -- state --------------------------------------------------------------
 
     def enable(self) -> None:
-        with self._lock:
+        with self._mutating("enable()"):
             self.state = CampaignState.ENABLED
 
     def disable(self) -> None:
-        with self._lock:
+        with self._mutating("disable()"):
             self.state = CampaignState.DISABLED
 
     def archive(self) -> None:
-        with self._lock:
+        with self._mutating("archive()"):
             self.state = CampaignState.ARCHIVED
 
     # -- inventory ----------------------------------------------------------
@@ -300,7 +302,7 @@ class Campaign:
             recipient=_optional_profile(recipient, f"{where}: recipient"),
         )
         _check_window(coupon.start_date, coupon.expiry_date, where)
-        with self._lock:
+        with self._mutating("coupon()"):
             self._sandbox._register_code(stored, self, coupon, where)
             self.coupons[stored] = coupon
         return coupon
@@ -337,7 +339,7 @@ class Campaign:
         if referral.friend is not None and referral.friend == referral.advocate:
             raise DefinitionError(f"{where}: the friend cannot be the advocate ({advocate!r})")
         _check_window(referral.start_date, referral.expiry_date, where)
-        with self._lock:
+        with self._mutating("referral()"):
             self._sandbox._register_code(stored, self, referral, where)
             self.referrals[stored] = referral
         return referral
@@ -365,7 +367,7 @@ class Campaign:
                     f"{where}: then[{i}] must be an effect from sandbox.effects "
                     f"(set_discount, set_discount_per_item, ...), got {effect!r}"
                 )
-        with self._lock:
+        with self._mutating("rule()"):
             self._check_new_title(title, where)  # again: another thread may have added it
             rule = Rule(
                 index=len(self.rules),

@@ -70,12 +70,15 @@ def item(**fields: Any) -> dict[str, Any]:
 # Wire payloads built directly (not by to_wire), so the round trip is checked
 # against data the codec did not produce.
 cents = st.integers(min_value=0, max_value=100_000).map(lambda c: c / 100)
+# Inside the wire format's bounds (DESIGN.md section 4); rounding keeps a float's repr
+# within 20 decimals. What lies beyond is refused: see "Bounds" below.
+bounded_floats = st.floats(min_value=-1e14, max_value=1e14).map(lambda f: round(f, 6))
 json_leaves = (
     st.none()
     | st.booleans()
-    | st.integers()
+    | st.integers(min_value=-(10**29), max_value=10**29)
     | st.text(max_size=8)
-    | st.floats(allow_nan=False, allow_infinity=False)
+    | bounded_floats
 )
 json_values = st.recursive(
     json_leaves,
@@ -90,10 +93,10 @@ wire_items = st.fixed_dictionaries(
         "name": st.text(max_size=8),
         "price": cents,
         "category": st.text(max_size=8),
-        "weight": st.floats(allow_nan=False, allow_infinity=False),
+        "weight": bounded_floats,
         "position": st.integers(0, 10),
         "attributes": st.dictionaries(st.text(max_size=5), json_values, max_size=3),
-        "catalogItemID": st.integers(),
+        "catalogItemID": st.integers(min_value=-(2**63 - 1), max_value=2**63 - 1),
         "product": st.fixed_dictionaries({"name": st.text(max_size=8)}),
         "additionalCosts": st.dictionaries(
             st.text(min_size=1, max_size=8), st.fixed_dictionaries({"price": cents}), max_size=2
@@ -192,11 +195,16 @@ def test_floats_in_attributes_become_decimals_too() -> None:
     assert isinstance(s.attributes["rate"], Decimal)
 
 
-@given(st.floats(min_value=0, allow_nan=False, allow_infinity=False))
-def test_any_wire_float_becomes_the_decimal_of_its_repr(value: float) -> None:
+@given(st.floats(min_value=0, max_value=1e15, exclude_max=True))
+def test_any_wire_float_in_bounds_becomes_the_decimal_of_its_repr(value: float) -> None:
+    exact = Decimal(repr(value))
+    decimals = -exact.normalize().as_tuple().exponent  # type: ignore[operator]
+    if decimals > 20:  # beyond the bound on decimals: refused at its pointer
+        assert problems_of({"total": value}).pointers == ["/total"]
+        return
     total = from_wire(NewCustomerSession, {"total": value}).total
     assert isinstance(total, Decimal)
-    assert total == Decimal(repr(value))
+    assert total == exact
 
 
 def test_three_times_ten_cents_is_exactly_thirty_cents() -> None:
@@ -206,13 +214,13 @@ def test_three_times_ten_cents_is_exactly_thirty_cents() -> None:
 
 def test_loads_keeps_more_than_15_significant_digits() -> None:
     text = (
-        '{"total": 12345678901234567.891,'
-        ' "cartItems": [{"sku": "a", "quantity": 1, "price": 12345678901234567.891}]}'
+        '{"total": 123456789012345.67891,'
+        ' "cartItems": [{"sku": "a", "quantity": 1, "price": 123456789012345.67891}]}'
     )
     s = loads(text)
-    assert s.total == Decimal("12345678901234567.891")
+    assert s.total == Decimal("123456789012345.67891")
     assert float(s.total) != s.total  # a float could not have held it
-    assert "12345678901234567.891" in dumps(s)
+    assert "123456789012345.67891" in dumps(s)
 
 
 def test_loads_keeps_trailing_zeros_as_written() -> None:
@@ -245,8 +253,8 @@ def test_integral_money_stays_an_integer_and_fractional_money_a_float() -> None:
     assert to_wire(from_wire(NewCustomerSession, {"total": 4.99}))["total"] == 4.99
 
 
-@pytest.mark.parametrize("value", [1e23, 1.7e308])
-def test_a_huge_float_comes_back_as_the_same_float(value: float) -> None:
+@pytest.mark.parametrize("value", [9.99e14, 999999999999999.9])
+def test_the_largest_floats_in_bounds_come_back_as_the_same_float(value: float) -> None:
     back = to_wire(from_wire(NewCustomerSession, {"total": value}))["total"]
     assert back == value
     assert type(back) is float

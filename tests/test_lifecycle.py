@@ -525,12 +525,12 @@ def test_looking_up_a_code_in_an_empty_inventory_says_there_are_none() -> None:
 def test_bad_arguments_to_the_sandbox_api_are_sandbox_errors_not_python_ones() -> None:
     import pytest
 
-    from sandbox import DefinitionError, Sandbox, UnknownEntityError
+    from sandbox import DefinitionError, Sandbox, ValidationError
 
     sb = Sandbox(now="2026-12-01T10:00:00Z")
     sb.update("s1", {})
     campaign = sb.campaign("A")
     with pytest.raises(DefinitionError, match=r"advocate=\.\.\. is required"):
         campaign.referral("REF-1")
-    with pytest.raises(UnknownEntityError, match="no session 3"):
+    with pytest.raises(ValidationError, match=r"a session id must be a string .*got 3"):
         sb.get_session(3)  # type: ignore[arg-type]
