@@ -728,7 +728,7 @@ def test_fuzz_names_a_rule_that_keeps_state_in_a_module_level_set(tmp_path: Path
         "    return sb\n"
     )
     result = subprocess.run(
-        [sys.executable, "-m", "sandbox", "fuzz", str(rules), "--seed", "1"],
+        [sys.executable, "-m", "sandbox", "fuzz", str(rules), "--seed", "1", "--examples", "40"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -741,3 +741,47 @@ def test_fuzz_names_a_rule_that_keeps_state_in_a_module_level_set(tmp_path: Path
         "and sandbox state: it keeps state outside the sandbox"
     ) in result.stdout
     assert "FAIL rules_keep_no_outside_state" in result.stdout
+
+
+# Issue 8, item 11: the inputs of items 1, 4, 5, 6 and 9, each as a line of a sessions file.
+HOSTILE_LINES = {
+    "amount of 1e26 (item 1)": (
+        '{"profileId": "p1", "coupon": "XMAS-2021", "total": 1e26}',
+        "/total",
+    ),
+    "price of 9e999999 (item 2)": (
+        '{"cartItems": [{"sku": "a", "quantity": 2, "price": 9e999999}], "total": 1}',
+        "/cartItems/0/price",
+    ),
+    "a 4301-digit integer (item 4)": ('{"total": ' + "1" * 4301 + "}", ""),
+    "1000 nested brackets (item 5)": ("[" * 1000 + "]" * 1000, ""),
+    "attributes 450 deep (item 6)": (
+        '{"attributes": ' + '{"a": ' * 450 + "1" + "}" * 450 + "}",
+        "/attributes/a",
+    ),
+    "attributes 600 deep (item 6)": (
+        '{"attributes": ' + '{"a": ' * 600 + "1" + "}" * 600 + "}",
+        "",
+    ),
+    "advance of 10**10 days (item 9)": ('{"advance": {"days": 10000000000}}', "/advance/days"),
+    "advance of 999999999 days (item 9)": ('{"advance": {"days": 999999999}}', "/advance/days"),
+    "advance of NaN days (item 9)": ('{"advance": {"days": NaN}}', ""),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_LINES))
+def test_eval_reports_each_hostile_line_as_that_lines_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    line, pointer = HOSTILE_LINES[name]
+    sessions = tmp_path / "s.jsonl"
+    sessions.write_text(line + '\n{"profileId": "p2", "total": 5}\n')
+    assert main(["eval", XMAS, str(sessions)]) == 2
+    captured = capsys.readouterr()
+    assert "s.jsonl:1: " in captured.err
+    assert "internal error" not in captured.err
+    refused, answered = (json.loads(record) for record in captured.out.splitlines())
+    assert refused["line"] == 1
+    pointers = [e["source"].get("pointer") for e in refused["error"]["errors"]]
+    assert any(p is not None and p.startswith(pointer) for p in pointers), pointers
+    assert answered["customerSession"]["integrationId"] == "line-2"

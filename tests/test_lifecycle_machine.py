@@ -118,7 +118,7 @@ def build():
 
 TestRules = SessionLifecycle.for_rules(build).TestCase
 TestRules.settings = settings(
-    max_examples=20, stateful_step_count=10, deadline=None, database=None
+    max_examples=10, stateful_step_count=6, deadline=None, database=None
 )
 """
 
