@@ -1,8 +1,8 @@
 """The promo-sandbox pytest plugin (entry point ``promo_sandbox``).
 
 - ``sandbox_factory``: a session-scoped fixture returning a callable that
-  builds a fresh :class:`~sandbox.Sandbox` (keywords passed through), safe in
-  ``@given`` tests.
+  builds a fresh :class:`~sandbox.Sandbox` (arguments passed through, ``now``
+  required as ``Sandbox`` requires it), safe in ``@given`` tests.
 - An effect-by-effect diff when ``assert a == b`` fails on two IntegrationStates.
 - Hypothesis profiles "dev" (50 examples) and "fuzz" (2000, no deadline), for
   ``--hypothesis-profile=...``; registered only if not already registered,
@@ -27,8 +27,6 @@ pytest.register_assert_rewrite("sandbox.invariants")
 if TYPE_CHECKING:
     from sandbox.core import Sandbox
     from sandbox.state import Effect, IntegrationState
-
-DEFAULT_NOW = "2026-01-01T00:00:00Z"
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -62,15 +60,13 @@ def sandbox_factory() -> Callable[..., Sandbox]:
     """A callable building a fresh, empty Sandbox: ``sandbox_factory(now=..., precision=...)``.
 
     Session-scoped and stateless, so ``@given`` tests may use it: call it
-    inside the test body to get a new sandbox per example. ``now`` defaults
-    to a fixed instant so runs are reproducible.
+    inside the test body to get a new sandbox per example. It takes exactly
+    what ``Sandbox`` takes, ``now`` included: a clock chosen silently here
+    would make a test's dates mean something the test does not say.
     """
     from sandbox.core import Sandbox
 
-    def build(now: Any = DEFAULT_NOW, **options: Any) -> Sandbox:
-        return Sandbox(now, **options)
-
-    return build
+    return Sandbox
 
 
 def pytest_assertrepr_compare(

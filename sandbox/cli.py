@@ -1,36 +1,66 @@
 """The command line: ``python -m sandbox demo | eval | fuzz``.
 
-- ``demo [--rules FILE]``: runs the embedded default rules file
-  (``examples/xmas.py``) end to end: a few sessions, their effects, a limit
-  reached and released by a cancel. With another rules file, a dry run per code.
-- ``eval RULES.py SESSIONS.jsonl [--explain]``: one update per line, in order,
-  against one sandbox; prints one IntegrationState (wire JSON, or with
-  ``--explain`` why each rule fired or not) per line. A line is a session dict,
-  ``{"customerSessionId", "customerSession", "dry"}``, or one of the lifecycle
-  steps ``fuzz`` prints (``{"reopen": ID}``, ``{"returnItems": ID,
-  "returnedCartItems": [...]}``, ``{"advance": {"days": N}}``).
+- ``demo [--rules FILE]``: the embedded default rules file
+  (``examples/xmas.py``, or the copy inside the wheel) in a few seconds: a
+  table of a dozen sessions drawn from ``strategies.valid_sessions`` and
+  ``invalid_sessions`` with a fixed seed (the same every run), each a dry
+  run, with their codes' outcomes, discounts and totals; a per-profile limit
+  reached and released by a cancel; then a short ``fuzz`` and its verdict.
+  With another rules file, a dry run per code of the file instead of the
+  story. Exits 1 when the fuzz finds a violation, as ``fuzz`` does.
+- ``eval RULES.py SESSIONS.jsonl [--dry] [--out FILE] [--strict] [--explain]``:
+  one call per line, in order, against one sandbox. A line is a session dict
+  (session id ``line-N``), ``{"customerSessionId", "customerSession", "dry"}``,
+  or one of the lifecycle steps ``fuzz`` prints (``{"reopen": ID}``,
+  ``{"returnItems": ID, "returnedCartItems": [...]}``, ``{"advance": {"days":
+  N}}``, at most a century a line). Output line N answers input line N, so
+  the two files join line by line: an IntegrationState in wire JSON; for a
+  clock move ``{"line": N, "now": ISO-TIME}``; for a refused line
+  ``{"line": N, "error": {"message", "errors": [{"title", "source"}]}}``
+  (Talon.One's ErrorResponse; ``source`` is ``{"pointer"}`` into the line, or
+  ``{"line", "column"}`` for a line that is not UTF-8 or not JSON, as the
+  decoder found it); a blank line for a blank line. Each refusal is also said
+  on stderr as ``FILE:N: ...`` (``FILE:N:COLUMN: ...``). The run goes on past
+  a refused line and exits 2 at the end, or stops there with ``--strict``.
+  The file is UTF-8 (a UTF-8 byte-order mark is fine; a UTF-16 or UTF-32 file
+  is refused at once). It is read, evaluated and written line by line, so
+  memory stays flat however long the file; only what the sandbox stores grows
+  (every session id it has seen: reuse ids, or use ``--dry``, for huge files).
+  ``--dry`` evaluates every line as a dry run (a clock move still moves the
+  clock); ``--out FILE`` writes the answers there; ``--explain`` prints why
+  each rule fired or not instead of JSON. On a terminal, a progress bar
+  (tqdm) is drawn on stderr unless the answers scroll past on that terminal.
 - ``fuzz RULES.py [--examples N] [--seed S]``: checks the built-in invariants
   and the file's own ``property_*`` functions on generated sessions and
   lifecycles; prints each shrunk counterexample as replayable JSON.
 
 Exit codes: 0 ok, 1 an invariant or property was violated, 2 bad usage or
-input (a message on stderr, never a traceback).
+input (a message on stderr, never a traceback; an unexpected error on one
+``eval`` line is reported as that line's error, as a bug to report), 130
+interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import json
+import os
+import stat
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from sandbox.codec import dumps, parse_json
 from sandbox.core import Sandbox
-from sandbox.errors import Problem, SandboxError, ValidationError
+from sandbox.errors import Problem, SandboxError, ValidationError, escape_pointer_token
+from sandbox.models import NewCustomerSession
 from sandbox.state import IntegrationState
+from sandbox.talon import EffectType
 
 DEFAULT_RULES = "examples/xmas.py"
 
@@ -60,46 +90,162 @@ def _load(path: str | Path) -> Callable[[], Sandbox]:
 # ---------------------------------------------------------------------------
 # demo
 
-
-def _show(title: str, state: IntegrationState) -> None:
-    print(f"\n== {title}")
-    print(state.explain())
+_CODE_OUTCOMES = (
+    EffectType.ACCEPT_COUPON,
+    EffectType.REJECT_COUPON,
+    EffectType.ACCEPT_REFERRAL,
+    EffectType.REJECT_REFERRAL,
+)
+DEMO_SEED = 2026
+DEMO_SESSIONS = 12
+DEMO_FUZZ_EXAMPLES = 25
 
 
 def _demo(args: argparse.Namespace) -> int:
     path = Path(args.rules) if args.rules else default_rules_path()
     sb = _load(path)()
     print(f"rules: {path}  ({len(sb.campaigns)} campaigns, clock {sb.now.isoformat()})")
+    _demo_generated(sb)
     if args.rules and not _has_coupon(sb, "XMAS-2021"):
-        return _demo_codes(sb)
+        _demo_codes(sb)
+    else:
+        _demo_story(sb)
+    return _demo_fuzz(path)
+
+
+def _demo_generated(sb: Sandbox) -> None:
+    """A table of sessions drawn from the strategies with a fixed seed, each a dry run."""
+    sessions = _draw_sessions(sb, DEMO_SESSIONS, DEMO_SEED)
+    print(
+        f"\n{len(sessions)} generated sessions (strategies.valid_sessions and "
+        f"invalid_sessions, seed {DEMO_SEED}), each a dry run:"
+    )
+    rows = []
+    for number, session in enumerate(sessions, start=1):
+        state = sb.update(f"demo-{number}", session, dry=True)
+        rows.append(_row(str(number), session.profile_id or "-", state))
+    _table(("#", "profile", "total", "codes: outcome", "discounts", "to pay"), rows)
+
+
+def _draw_sessions(sb: Sandbox, count: int, seed: int) -> list[NewCustomerSession]:
+    """``count`` sessions, half valid and half with one planted flaw, the same every run."""
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import seed as hypothesis_seed
+    from hypothesis import strategies as st
+
+    from strategies import invalid_sessions, reachable_flaws, valid_sessions
+
+    strategy = valid_sessions(sb)
+    if reachable_flaws(sb):
+        strategy = st.one_of(strategy, invalid_sessions(sb).map(lambda flawed: flawed.session))
+    drawn: list[NewCustomerSession] = []
+
+    # Drawn as Hypothesis draws a test's examples, seeded: strategy.example() is
+    # neither repeatable nor meant for use outside an interactive session.
+    @hypothesis_seed(seed)
+    @settings(
+        max_examples=count * 3,
+        phases=[Phase.generate],
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(strategy)
+    def collect(session: NewCustomerSession) -> None:
+        if len(drawn) < count and session not in drawn:
+            drawn.append(session)
+
+    collect()
+    return drawn
+
+
+def _row(first: str, profile: str, state: IntegrationState) -> tuple[str, ...]:
+    """One answer as table cells: codes with their outcome, discounts by name, totals."""
+    session = state.session
+    outcomes = [
+        f"{e.value}: {e.rejection_reason or 'accepted'}"
+        for e in state.effects
+        if e.effect_type in _CODE_OUTCOMES
+    ]
+    discounts: dict[str, Decimal] = {}
+    for effect in state.effects:
+        if effect.effect_type.is_discount:
+            # A per-item discount is one effect per cart line, named "NAME#POSITION".
+            name = str(effect.name).removesuffix(f"#{effect.props.get('position')}")
+            discounts[name] = discounts.get(name, Decimal(0)) + effect.props["value"]
+    return (
+        first,
+        profile,
+        str(session.effective_total),
+        "; ".join(outcomes) or "-",
+        ", ".join(f"{name} {value}" for name, value in discounts.items()) or "-",
+        str(state.discounted_total),
+    )
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]], *, widest: int = 44) -> None:
+    """Rows in aligned columns, numbers right-aligned, long cells cut with an ellipsis."""
+    cells = [[c if len(c) <= widest else c[: widest - 1] + "…" for c in row] for row in rows]
+    widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(head)]
+    numeric = [all(_is_number(row[i]) for row in cells) for i in range(len(head))]
+
+    def line(row: Sequence[str]) -> str:
+        return (
+            "  "
+            + "  ".join(
+                c.rjust(w) if num else c.ljust(w)
+                for c, w, num in zip(row, widths, numeric, strict=True)
+            ).rstrip()
+        )
+
+    print(line(head))
+    for row in cells:
+        print(line(row))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        Decimal(text)
+    except ArithmeticError:
+        return False
+    return True
+
+
+def _demo_story(sb: Sandbox) -> None:
+    """The embedded rules' lifecycle: a per-profile limit reached, then freed by a cancel."""
+    print("\nA limit reached and released (examples/xmas.py: one XMAS-2021 per profile):")
     cart = [
         {"sku": "SWEATER-1", "name": "Sweater", "quantity": 1, "price": 45, "category": "clothes"},
         {"sku": "SHOE-9", "name": "Boots", "quantity": 1, "price": 30, "category": "shoes"},
     ]
     first = {"profileId": "p1", "coupon": "XMAS-2021", "cartItems": cart}
-    _show("p1 opens a session with XMAS-2021", sb.update("s1", first))
-    closed = sb.update("s1", {**first, "state": "closed"})
-    print("\n== p1 closes it: the same answer, now committed")
-    print(f"   accepted {closed.accepted_coupons}, discounts {_money(closed.discounts)}")
-    print(f"   XMAS-2021 usage counter: {sb.get_coupon('XMAS-2021').usage_counter}")
     second = {"profileId": "p1", "coupon": "xmas-2021", "cartItems": [{**cart[0], "quantity": 2}]}
-    _show("p1 tries again in a second session: one redemption per profile", sb.update("s2", second))
-    _show("p1 cancels the first order: counters roll back", sb.update("s1", {"state": "cancelled"}))
-    print(f"   XMAS-2021 usage counter: {sb.get_coupon('XMAS-2021').usage_counter}")
-    _show("p1's second session, re-sent: the limit has room again", sb.update("s2", second))
-    last = sb.update(
-        "s3", {"profileId": "friend-1", "referral": "REF-2740", "coupon": "XMAS-2012", "total": 20}
-    )
-    _show("a friend brings a referral code and a typo'd coupon", last)
-    print("\nwire form of the last answer (Talon.One IntegrationStateV2), one JSON value a line:")
-    for key, value in last.to_wire().items():
-        if isinstance(value, list) and value:
-            print(f"  {key}:")
-            for entry in value:
-                print(f"    {json.dumps(entry)}")
-        else:
-            print(f"  {key}: {json.dumps(value)}")
-    return 0
+    steps: list[tuple[str, str, dict[str, Any]]] = [
+        ("s1", "p1 opens a session with XMAS-2021", first),
+        ("s1", "p1 closes it: the answer is committed", {**first, "state": "closed"}),
+        ("s2", "p1 tries XMAS-2021 again, second session", second),
+        ("s1", "p1 cancels the first order", {"state": "cancelled"}),
+        ("s2", "p1's second session, re-sent", second),
+    ]
+    rows = []
+    refused: IntegrationState | None = None
+    for session_id, title, payload in steps:
+        state = sb.update(session_id, payload)
+        row = list(_row(session_id, title, state))
+        if state.rollbacks:
+            kinds = [e.effect_type.value.removeprefix("rollback").lower() for e in state.rollbacks]
+            row[3] = "rolled back: " + ", ".join(
+                f"{kinds.count(k)} {k}" + ("s" if kinds.count(k) > 1 else "")
+                for k in dict.fromkeys(kinds)
+            )
+        row.append(str(sb.get_coupon("XMAS-2021").usage_counter))
+        rows.append(row)
+        if state.rejected_coupons and refused is None:
+            refused = state
+    _table(("session", "step", "total", "outcome", "discounts", "to pay", "XMAS-2021 used"), rows)
+    if refused is not None:
+        print("\nexplain() of the refused one:")
+        print("  " + refused.explain().replace("\n", "\n  "))
 
 
 def _has_coupon(sb: Sandbox, code: str) -> bool:
@@ -110,12 +256,8 @@ def _has_coupon(sb: Sandbox, code: str) -> bool:
     return True
 
 
-def _money(discounts: dict[str, Decimal]) -> str:
-    return ", ".join(f"{name!r} {value}" for name, value in discounts.items()) or "none"
-
-
-def _demo_codes(sb: Sandbox) -> int:
-    """A rules file of the user's own: one dry run without a code, then one per code."""
+def _demo_codes(sb: Sandbox) -> None:
+    """A rules file of the user's own: a dry run without a code, then one per code."""
     sessions: list[tuple[str, dict[str, Any]]] = [("no code", {"profileId": "p1", "total": 100})]
     for campaign in sb.campaigns:
         for code in campaign.coupons:
@@ -124,115 +266,382 @@ def _demo_codes(sb: Sandbox) -> int:
             sessions.append(
                 (f"referral {code}", {"profileId": "p1", "referral": code, "total": 100})
             )
-    for number, (title, payload) in enumerate(sessions, start=1):
-        _show(
-            f"a cart of 100 with {title} (dry run)", sb.update(f"demo-{number}", payload, dry=True)
-        )
-    return 0
+    print("\nA cart of 100 for p1 with each code of the file, each a dry run:")
+    rows = [
+        _row(title, "p1", sb.update(f"demo-code-{number}", payload, dry=True))
+        for number, (title, payload) in enumerate(sessions, start=1)
+    ]
+    _table(("with", "profile", "total", "codes: outcome", "discounts", "to pay"), rows)
+
+
+def _demo_fuzz(path: Path) -> int:
+    from sandbox.fuzzing import fuzz
+
+    report = fuzz(path, examples=DEMO_FUZZ_EXAMPLES, seed=1)
+    print(f"\nA short fuzz ({DEMO_FUZZ_EXAMPLES} examples a check; `fuzz` runs 200 by default):")
+    print(report.render())
+    print(
+        f"\nnext: python -m sandbox eval {path} SESSIONS.jsonl   (one answer per line)"
+        f"\n      python -m sandbox fuzz {path} --examples 500"
+    )
+    return 1 if report.violations else 0
 
 
 # ---------------------------------------------------------------------------
 # eval
 
+_UNICODE_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+_UTF8_BOM = b"\xef\xbb\xbf"
+_ADVANCE_UNITS = ("weeks", "days", "hours", "minutes", "seconds")
+# A century per line: far beyond any promotion's dates, far below datetime's range.
+_MAX_ADVANCE = timedelta(days=36525)
+
+
+class _TextError(SandboxError):
+    """A line that is not UTF-8 or not JSON, at ``column`` (1-based, in characters)."""
+
+    def __init__(self, title: str, column: int) -> None:
+        self.title = title
+        self.column = column
+        super().__init__(title)
+
+
+class _Eval:
+    """One ``eval`` run: reads, evaluates and writes line by line, so memory stays
+    flat however long the input (only what the sandbox itself stores grows)."""
+
+    def __init__(self, args: argparse.Namespace, sb: Sandbox, out: IO[str]) -> None:
+        self.name = args.sessions
+        self.sb = sb
+        self.out = out
+        self.dry: bool = args.dry
+        self.explain: bool = args.explain
+        self.progress: Any = None  # a tqdm bar, when stderr is a terminal
+
+    def say(self, message: str) -> None:
+        """A message on stderr, drawn above the progress bar if there is one."""
+        if self.progress is not None:
+            self.progress.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr)
+
+    def line(self, number: int, raw: bytes) -> bool:
+        """Evaluate one input line and write its output line; False if it was refused."""
+        try:
+            text = _decode(raw)
+            if not text.strip():
+                # An empty output line, so that output line N still answers input line N.
+                answer = "" if self.explain else "\n"
+            else:
+                answer = self._answer(number, _step(_parse(text), number)(self.sb, self.dry))
+        except _TextError as exc:
+            answer = self._refuse(number, exc, f"{exc.title} at line {number}, column {exc.column}")
+        except SandboxError as exc:
+            answer = self._refuse(number, exc, str(exc))
+        except Exception as exc:
+            # A bug of the sandbox, not of the input; still no traceback, and not exit 1.
+            message = (
+                f"internal error: {type(exc).__name__}: {_short(str(exc))} "
+                "(a bug in promo-sandbox, not in your input: please report it with this line)"
+            )
+            answer = self._refuse(number, exc, message)
+        else:
+            self.out.write(answer)
+            return True
+        self.out.write(answer)
+        return False
+
+    def _answer(self, number: int, result: IntegrationState | datetime) -> str:
+        where = f"{self.name}:{number}"
+        if isinstance(result, datetime):  # a clock move answers with the new time
+            if self.explain:
+                return f"{where}: clock now {result.isoformat()}\n\n"
+            return json.dumps({"line": number, "now": result.isoformat()}) + "\n"
+        if self.explain:
+            return f"{where}: {result.explain()}\n\n"
+        return json.dumps(result.to_wire(), allow_nan=False) + "\n"
+
+    def _refuse(self, number: int, exc: Exception, message: str) -> str:
+        """Say why line ``number`` was refused; its output line, an error record."""
+        if isinstance(exc, _TextError):  # file:line:column, as compilers say it
+            self.say(f"{self.name}:{number}:{exc.column}: {exc.title}")
+        else:
+            self.say(f"{self.name}:{number}: {message}")
+        if self.explain:
+            return ""
+        return json.dumps({"line": number, "error": _error_body(number, exc, message)}) + "\n"
+
+
+def _error_body(number: int, exc: Exception, message: str) -> dict[str, Any]:
+    """Talon.One's ErrorResponse: ``message`` and ``errors`` of ``{title, source}``."""
+    errors: list[dict[str, Any]]
+    if isinstance(exc, ValidationError):
+        errors = [{"title": p.message, "source": {"pointer": p.pointer}} for p in exc.errors]
+    elif isinstance(exc, _TextError):
+        errors = [{"title": exc.title, "source": {"line": number, "column": exc.column}}]
+    else:
+        errors = [{"title": message, "source": {"line": number}}]
+    return {"message": message.splitlines()[0], "errors": errors}
+
 
 def _eval(args: argparse.Namespace) -> int:
     sb = _load(args.rules)()
-    source = sys.stdin if args.sessions == "-" else _open(args.sessions)
-    failed = 0
-    with source:
-        for number, line in enumerate(source, start=1):
-            if not line.strip():
-                continue
-            try:
-                state = _step(line, number)(sb)
-            except SandboxError as exc:
-                failed += 1
-                print(f"{args.sessions}:{number}: {exc}", file=sys.stderr)
-                continue
-            if state is None:  # a clock move answers nothing
-                if args.explain:
-                    print(f"{args.sessions}:{number}: clock now {sb.now.isoformat()}\n")
-            elif args.explain:
-                print(f"{args.sessions}:{number}: {state.explain()}\n")
-            else:
-                print(json.dumps(state.to_wire()))
-    if failed:
-        print(f"{failed} line(s) refused, nothing stored for them", file=sys.stderr)
-    return 2 if failed else 0
+    with contextlib.ExitStack() as files:
+        source, size = _open_input(args.sessions, files)
+        run = _Eval(args, sb, _open_output(args.out, args.sessions, files))
+        if _wants_progress(args):
+            from tqdm import tqdm
+
+            run.progress = files.enter_context(
+                tqdm(
+                    total=size,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc="eval",
+                    file=sys.stderr,
+                    dynamic_ncols=True,
+                )
+            )
+        refused = 0
+        for number, raw in enumerate(source, start=1):
+            if run.progress is not None:
+                run.progress.update(len(raw))
+            if number == 1:
+                raw = _first_line(raw, args.sessions)
+            if not run.line(number, raw):
+                refused += 1
+                if args.strict:
+                    run.say(f"stopped at line {number}, the first refused line (--strict)")
+                    return 2
+    if refused:
+        print(f"{refused} line(s) refused, nothing stored for them", file=sys.stderr)
+    return 2 if refused else 0
 
 
-def _open(path: str) -> Any:
+def _wants_progress(args: argparse.Namespace) -> bool:
+    # On a terminal only, and not when the records scroll past on that same terminal.
+    return sys.stderr.isatty() and (args.out is not None or not sys.stdout.isatty())
+
+
+def _open_input(path: str, files: contextlib.ExitStack) -> tuple[IO[bytes], int | None]:
+    """The sessions file as bytes (decoded line by line, so a bad line is one error),
+    and its size when it is a regular file (for the progress bar)."""
+    if path == "-":
+        return sys.stdin.buffer, None
     try:
-        return open(path, encoding="utf-8")
+        source = files.enter_context(open(path, "rb"))  # noqa: SIM115 - the ExitStack closes it
     except OSError as exc:
         raise UsageError(f"cannot read sessions file {path!r}: {exc.strerror}") from None
+    info = os.fstat(source.fileno())
+    return source, info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
+def _open_output(out: str | None, sessions: str, files: contextlib.ExitStack) -> IO[str]:
+    if out is None:
+        return sys.stdout
+    if sessions != "-" and os.path.exists(out) and os.path.samefile(out, sessions):
+        raise UsageError(f"--out {out!r} is the sessions file itself: writing would erase it")
+    try:
+        return files.enter_context(open(out, "w", encoding="utf-8", newline="\n"))
+    except OSError as exc:
+        raise UsageError(f"cannot write --out file {out!r}: {exc.strerror}") from None
+
+
+def _first_line(raw: bytes, path: str) -> bytes:
+    for bom, encoding in _UNICODE_BOMS:
+        if raw.startswith(bom):
+            raise UsageError(
+                f"{path}:1: the file is {encoding} (it starts with a {encoding} byte-order "
+                f"mark), not UTF-8: convert it, e.g. `iconv -f {encoding} -t UTF-8 {path}`"
+            )
+    return raw.removeprefix(_UTF8_BOM)  # UTF-8 all the same, as some editors write it
+
+
+def _decode(raw: bytes) -> str:
+    # Without its line end, so a JSON error at the end of the line gets this line's column.
+    raw = raw.removesuffix(b"\n").removesuffix(b"\r")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        column = len(raw[: exc.start].decode("utf-8", errors="replace")) + 1
+        raise _TextError(
+            f"not UTF-8 text (byte {raw[exc.start]:#04x}): the sessions file must be UTF-8",
+            column,
+        ) from None
+
+
+def _shown(value: Any) -> str:
+    """A JSON value as the user wrote it (numbers digit for digit), cut if long."""
+    try:
+        return _short(dumps(value))
+    except (RecursionError, TypeError, ValueError):
+        return type(value).__name__
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 _REQUEST_KEYS = ("customerSessionId", "customerSession", "dry")
 
 
 def _close(key: str, known: Sequence[str]) -> list[str]:
+    if len(key) > 200:
+        return []  # no hint for a key of insane length: difflib is quadratic
     folded = {k.lower(): k for k in known}
     if key.lower() in folded:
         return [folded[key.lower()]]
     return difflib.get_close_matches(key, known, n=1)
 
 
-def _step(line: str, number: int) -> Callable[[Sandbox], IntegrationState | None]:
-    """One JSONL line as a call on the sandbox.
+_Step = Callable[[Sandbox, bool], "IntegrationState | datetime"]
+
+
+def _step(data: Any, number: int) -> _Step:
+    """One JSONL line as a call on the sandbox, given ``(sb, dry)``.
 
     A session dict, or ``{"customerSessionId", "customerSession", "dry"}``, is an
     update; the lifecycle steps ``fuzz`` prints replay too: ``{"reopen": ID}``,
     ``{"returnItems": ID, "returnedCartItems": [...]}``, ``{"advance": {"days": N}}``.
     """
-    data = _parse(line)
-    if isinstance(data, dict) and len(data) == 1 and isinstance(data.get("reopen"), str):
-        return lambda sb: sb.reopen(data["reopen"])
+    if isinstance(data, dict) and set(data) == {"reopen"}:
+        session_id = _session_id(data["reopen"], "/reopen")
+        return lambda sb, dry: sb.reopen(session_id, dry=dry)
     if isinstance(data, dict) and set(data) == {"returnItems", "returnedCartItems"}:
-        return lambda sb: sb.return_items(data["returnItems"], data["returnedCartItems"])
+        session_id = _session_id(data["returnItems"], "/returnItems")
+        items = data["returnedCartItems"]
+        return lambda sb, dry: sb.return_items(session_id, items, dry=dry)
     if isinstance(data, dict) and set(data) == {"advance"}:
-        return lambda sb: _advance(sb, data["advance"])
-    session_id, payload, dry = _request(data, number)
-    return lambda sb: sb.update(session_id, payload, dry=dry)
+        step = _advance_step(data["advance"])
+        # A clock move is not an evaluation: --dry moves the clock all the same.
+        return lambda sb, dry: _advance(sb, step)
+    session_id, payload, asked_dry, where = _request(data, number)
+
+    def update(sb: Sandbox, dry: bool) -> IntegrationState:
+        try:
+            return sb.update(session_id, payload, dry=dry or asked_dry)
+        except ValidationError as exc:
+            if not where:
+                raise
+            raise exc.within(where) from None
+
+    return update
 
 
-def _advance(sb: Sandbox, amount: Any) -> None:
-    units = ("weeks", "days", "hours", "minutes", "seconds")
-    if (
-        not isinstance(amount, dict)
-        or not amount
-        or any(k not in units or type(v) is not int for k, v in amount.items())
-    ):
+def _session_id(value: Any, pointer: str) -> str:
+    if not isinstance(value, str):
         raise ValidationError(
             [
                 Problem(
-                    "/advance",
-                    f"'advance' must map {', '.join(units)} to integers, such as "
-                    f'{{"days": 1}}, got {json.dumps(amount, default=str)}',
+                    pointer,
+                    f"must be a session id (a string), got {_shown(value)}",
                 )
             ],
             subject="step",
         )
-    sb.advance(**amount)
+    return value
 
 
-def _parse(line: str) -> Any:
-    try:
-        return json.loads(line, parse_float=Decimal)
-    except json.JSONDecodeError as exc:
+def _advance_step(amount: Any) -> timedelta:
+    """``{"days": 2}`` as a timedelta: integers, forward, at most a century a line."""
+    units = ", ".join(_ADVANCE_UNITS)
+    if not isinstance(amount, dict) or not amount:
         raise ValidationError(
-            [Problem("", f"not valid JSON: {exc.msg} at column {exc.colno}")], subject="JSON"
+            [
+                Problem(
+                    "/advance",
+                    f"'advance' must map {units} to integers, such as "
+                    f'{{"days": 1}}, got {_shown(amount)}',
+                )
+            ],
+            subject="step",
+        )
+    problems = []
+    for unit, value in amount.items():
+        pointer = f"/advance/{escape_pointer_token(unit)}"
+        if unit not in _ADVANCE_UNITS:
+            hint = "".join(f"; did you mean {m!r}?" for m in _close(unit, _ADVANCE_UNITS))
+            problems.append(
+                Problem(
+                    pointer,
+                    f"unknown unit {_short(unit)!r}{hint}: 'advance' must map {units} to integers",
+                )
+            )
+        elif type(value) is not int:
+            problems.append(Problem(pointer, f"must be an integer, got {_shown(value)}"))
+        elif value < 0:
+            problems.append(
+                Problem(pointer, f"the clock moves forward only: must be >= 0, got {value}")
+            )
+        elif value > _MAX_ADVANCE // timedelta(**{unit: 1}):
+            limit = _MAX_ADVANCE // timedelta(**{unit: 1})
+            problems.append(
+                Problem(pointer, f"at most {limit} {unit} (a century) a line, got {value}")
+            )
+    if not problems:
+        step = timedelta(**amount)
+        if step <= _MAX_ADVANCE:
+            return step
+        problems.append(Problem("/advance", f"at most a century a line, got {step.days} days"))
+    raise ValidationError(problems, subject="step")
+
+
+def _advance(sb: Sandbox, step: timedelta) -> datetime:
+    try:
+        sb.now + step  # only to see whether the clock can go that far
+    except OverflowError:
+        raise ValidationError(
+            [
+                Problem(
+                    "/advance", f"the clock would pass the year 9999 (it is {sb.now.isoformat()})"
+                )
+            ],
+            subject="step",
         ) from None
+    return sb.advance(days=step.days, seconds=step.seconds)
 
 
-def _request(data: Any, number: int) -> tuple[str, Any, bool]:
-    """A session dict, or {"customerSessionId", "customerSession", "dry"}."""
+def _parse(text: str) -> Any:
+    """The line's JSON, parsed as ``loads`` parses (exact numbers, the codec's bounds)."""
+    try:
+        return parse_json(text)
+    except ValidationError:
+        syntax = _syntax_error(text)
+        if syntax is None:
+            raise  # not a syntax error: a number too long, nesting too deep
+        message = syntax.msg.removesuffix(" at")  # "Invalid control character at"
+        raise _TextError(f"not valid JSON: {message}", syntax.colno) from None
+
+
+def _syntax_error(text: str) -> json.JSONDecodeError | None:
+    # parse_json says where only in its message; the decoder, run again on a line
+    # already refused, gives the column itself. Numbers and constants are not its business.
+    try:
+        json.loads(text, parse_int=str, parse_float=str, parse_constant=str)
+    except json.JSONDecodeError as exc:
+        return exc
+    except (RecursionError, ValueError):
+        return None
+    return None
+
+
+def _request(data: Any, number: int) -> tuple[str, Any, bool, str]:
+    """A session dict, or {"customerSessionId", "customerSession", "dry"}: the session
+    id, the session, whether the line asks for a dry run, and where the session sits
+    in the line (the prefix of its JSON pointers)."""
     if not isinstance(data, dict):
         raise ValidationError(
             [
                 Problem(
                     "",
-                    f"expected a JSON object, got {type(data).__name__} {data!r}: write a "
+                    f"expected a JSON object, got {type(data).__name__} "
+                    f"{_shown(data)}: write a "
                     'session such as {"profileId": "p1", "total": 80}, or '
                     '{"customerSessionId": "s1", "customerSession": {...}, "dry": false}',
                 )
@@ -240,11 +649,11 @@ def _request(data: Any, number: int) -> tuple[str, Any, bool]:
             subject="line",
         )
     if "customerSession" not in data:
-        return f"line-{number}", data, False
+        return f"line-{number}", data, False, ""
     problems = [
         Problem(
-            f"/{key}",
-            f"unknown key {key!r} beside 'customerSession'"
+            f"/{escape_pointer_token(key)}",
+            f"unknown key {_short(key)!r} beside 'customerSession'"
             + "".join(f"; did you mean {m!r}?" for m in _close(key, _REQUEST_KEYS))
             + f"; the keys of a request are {', '.join(map(repr, _REQUEST_KEYS))}",
         )
@@ -256,12 +665,12 @@ def _request(data: Any, number: int) -> tuple[str, Any, bool]:
         problems.append(
             Problem(
                 "/customerSessionId",
-                f"'customerSessionId' must be a string, got {json.dumps(session_id)}",
+                f"'customerSessionId' must be a string, got {_shown(session_id)}",
             )
         )
     dry = data.get("dry", False)
     if not isinstance(dry, bool):
-        problems.append(Problem("/dry", f"'dry' must be true or false, got {json.dumps(dry)}"))
+        problems.append(Problem("/dry", f"'dry' must be true or false, got {_shown(dry)}"))
     if problems:
         raise ValidationError(problems, subject="request")
     session = data["customerSession"]
@@ -270,12 +679,12 @@ def _request(data: Any, number: int) -> tuple[str, Any, bool]:
             [
                 Problem(
                     "/customerSession",
-                    f"'customerSession' must be an object, got {json.dumps(session, default=str)}",
+                    f"'customerSession' must be an object, got {_shown(session)}",
                 )
             ],
             subject="request",
         )
-    return session_id, session, dry
+    return session_id, session, dry, "/customerSession"
 
 
 # ---------------------------------------------------------------------------
@@ -306,7 +715,12 @@ def _parser() -> argparse.ArgumentParser:
         "eval", help="evaluate sessions from a JSONL file, one answer per line"
     )
     ev.add_argument("rules", help="a rules file defining `sandbox` or `build()`")
-    ev.add_argument("sessions", help="a JSONL file of sessions ('-' for stdin)")
+    ev.add_argument("sessions", help="a UTF-8 JSONL file of sessions ('-' for stdin)")
+    ev.add_argument(
+        "--dry", action="store_true", help="evaluate every line as a dry run: store nothing"
+    )
+    ev.add_argument("--out", metavar="FILE", help="write the answers to FILE instead of stdout")
+    ev.add_argument("--strict", action="store_true", help="stop at the first refused line (exit 2)")
     ev.add_argument(
         "--explain",
         action="store_true",
@@ -332,6 +746,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse printed the usage message
         return 0 if exc.code == 0 else 2
+    for stream in (sys.stdout, sys.stderr):
+        # A user's string that the terminal cannot show is escaped, not a traceback.
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     try:
         code: int = args.run(args)
     except SandboxError as exc:
@@ -339,6 +757,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # `... | head` closed stdout
         return 0
+    except KeyboardInterrupt:  # Ctrl-C: the shell's convention, 128 + SIGINT
+        print("interrupted", file=sys.stderr)
+        return 130
     return code
 
 

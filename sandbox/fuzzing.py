@@ -3,13 +3,24 @@
 A rules file defines ``build()`` returning a :class:`~sandbox.Sandbox` (best:
 every example gets a fresh one) or a module-level ``sandbox`` (the file is
 then run again for every fresh sandbox), and may define properties:
-module-level functions named ``property_*`` taking an IntegrationState and
-returning a bool.
+module-level functions ``property_NAME(state: IntegrationState) -> bool``.
+
+A property is checked when the file is loaded: one that cannot be called
+with a single argument is bad usage (:class:`RulesFileError`, naming the
+function and the expected signature). So is a property that returns
+anything but ``True`` or ``False`` (numpy's bool counts): ``None`` is almost
+always a forgotten ``return``, and truthiness of other values (``0``, a
+Decimal, a list) is a guess the report should not make. A property that
+raises is a violation, like an ``assert`` inside it would be.
 
 ``fuzz`` runs one Hypothesis search per check, so each violated check gets
 its own shrunk counterexample, then a short lifecycle run (open, close,
-cancel, reopen, return) checking the counters. ``python -m sandbox fuzz``
-prints :meth:`FuzzReport.render` and exits 1 when there are violations.
+cancel, reopen, return) checking the counters. A rule whose answer depends on
+anything but the session and the sandbox (a module-level set, a counter)
+answers the same session differently twice; that is its own finding,
+``rules_keep_no_outside_state``, naming the rule, reported first since it
+makes every other verdict unreliable. ``python -m sandbox fuzz`` prints
+:meth:`FuzzReport.render` and exits 1 when there are violations.
 
 >>> report = fuzz("examples/half_off_ok.py", examples=20, seed=1)  # doctest: +SKIP
 >>> report.violations
@@ -18,22 +29,27 @@ prints :meth:`FuzzReport.render` and exits 1 when there are violations.
 
 from __future__ import annotations
 
-import contextlib
+import inspect
 import runpy
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import attrs
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
+from hypothesis.errors import Flaky
 
 from sandbox.codec import to_wire
+from sandbox.conditions import NotABoolError, as_bool
 from sandbox.core import Sandbox
 from sandbox.errors import RuleError, SandboxError
 from sandbox.invariants import (
+    OUTSIDE_STATE,
     InvariantViolation,
+    OutsideStateError,
+    answers_agree,
     deterministic,
     discounts_within_base,
     dry_run_changes_nothing,
@@ -42,13 +58,14 @@ from sandbox.invariants import (
     rejected_code_triggers_nothing,
     usage_reconciles,
 )
-from sandbox.models import NewCustomerSession, SessionState
+from sandbox.models import NewCustomerSession, SessionState, describe
 from sandbox.state import IntegrationState
 
 __all__ = ["FuzzReport", "RulesFileError", "Violation", "fuzz", "load_rules"]
 
 Property = Callable[[IntegrationState], bool]
 SESSION_ID = "fuzz-1"
+PROPERTY_SIGNATURE = "property_NAME(state: IntegrationState) -> bool"
 
 
 class RulesFileError(SandboxError, ValueError):
@@ -107,13 +124,31 @@ def load_rules(path: str | Path) -> tuple[Callable[[], Sandbox], dict[str, Prope
     properties: dict[str, Property] = {}
     for name, value in namespace.items():
         if name.startswith("property_"):
-            if not callable(value):
-                raise RulesFileError(
-                    f"{file}: {name} must be a function taking an IntegrationState and "
-                    f"returning a bool, got {value!r}"
-                )
-            properties[name] = value
+            properties[name] = _checked_property(file, name, value)
     return factory, properties
+
+
+def _checked_property(file: Path, name: str, value: Any) -> Property:
+    """``value`` if it can be called as a property, else a RulesFileError saying how."""
+    if not callable(value):
+        raise RulesFileError(
+            f"{file}: {name} must be a function taking an IntegrationState and "
+            f"returning a bool, got {describe(value)}; expected {PROPERTY_SIGNATURE}"
+        )
+    try:
+        signature = inspect.signature(value)
+    except (TypeError, ValueError):
+        return cast(Property, value)  # no signature to read (a builtin): trust it
+    try:
+        signature.bind(None)
+    except TypeError as exc:
+        code = getattr(value, "__code__", None)
+        where = f"{file}:{code.co_firstlineno}" if code is not None else str(file)
+        raise RulesFileError(
+            f"{where}: {name}{signature} cannot be called with one IntegrationState "
+            f"({exc}); expected {PROPERTY_SIGNATURE}"
+        ) from None
+    return cast(Property, value)
 
 
 def _run(file: Path) -> dict[str, Any]:
@@ -137,20 +172,29 @@ def _run(file: Path) -> dict[str, Any]:
 class Violation:
     """One violated check with its shrunk counterexample.
 
-    ``replay`` is a list of JSONL-ready requests (``{"customerSessionId",
-    "customerSession"}`` dicts for ``python -m sandbox eval``, or lifecycle
-    steps); ``explain`` is the last answer's ``state.explain()``.
+    ``check`` is one of the report's ``checks``; ``invariant`` names what
+    broke inside it when the check covers several (the lifecycle's
+    ``dry_run_matches_update``, say). ``replay`` is a list of JSONL-ready
+    requests (``{"customerSessionId", "customerSession"}`` dicts for
+    ``python -m sandbox eval``, or lifecycle steps); ``explain`` is the last
+    answer's ``state.explain()``. ``shrunk`` is False for a finding recorded as
+    first seen (a rule keeping outside state cannot be shrunk reliably).
     """
 
     check: str
     message: str
     replay: tuple[dict[str, Any], ...]
     explain: str = ""
+    invariant: str | None = None
+    shrunk: bool = True
 
     def render(self) -> str:
-        lines = [f"VIOLATED {self.check}", f"  {self.message}".replace("\n", "\n  ")]
-        lines.append("  shrunk counterexample (replayable JSON, one request per line):")
-        lines.extend(f"    {_json(step)}" for step in self.replay)
+        head = f"VIOLATED {self.check}" + (f": {self.invariant}" if self.invariant else "")
+        lines = [head, f"  {self.message}".replace("\n", "\n  ")]
+        if self.replay:
+            kind = "shrunk counterexample" if self.shrunk else "counterexample"
+            lines.append(f"  {kind} (replayable JSON, one request per line):")
+            lines.extend(f"    {_json(step)}" for step in self.replay)
         if self.explain:
             lines.append("  explain:")
             lines.extend(f"    {line}" for line in self.explain.splitlines())
@@ -182,6 +226,11 @@ class FuzzReport:
             lines.append("")
             lines.append(violation.render())
         lines.append("")
+        if OUTSIDE_STATE in failed:
+            lines.append(
+                "fix the rule that keeps state outside the sandbox first: every other verdict "
+                "depends on the rules answering alike"
+            )
         count = len(self.violations)
         lines.append(
             "no violations"
@@ -205,10 +254,18 @@ def _json(value: Any) -> str:
 class _CheckFailedError(Exception):
     """Raised inside a search; Hypothesis shrinks what raises it."""
 
+    def __init__(self, message: str, state: IntegrationState | None = None) -> None:
+        super().__init__(message)
+        self.state = state
+
 
 class _RuleRaisedError(Exception):
     """A user rule raised. Only the ``rules_do_not_raise`` check reports it, so one
     broken rule gives one violation, not one per invariant."""
+
+
+class _PropertyUsageError(Exception):
+    """A property returned something that is not a verdict: bad usage, not a violation."""
 
 
 _SessionCheck = Callable[[Callable[[], Sandbox], NewCustomerSession], IntegrationState]
@@ -231,7 +288,7 @@ def _invariant_check(*invariants: Callable[[IntegrationState], None]) -> _Sessio
             try:
                 invariant(state)
             except InvariantViolation as exc:
-                raise _CheckFailedError(str(exc)) from exc
+                raise _CheckFailedError(str(exc), state) from exc
         return state
 
     return check
@@ -240,8 +297,20 @@ def _invariant_check(*invariants: Callable[[IntegrationState], None]) -> _Sessio
 def _probe_check(factory: Callable[[], Sandbox], session: NewCustomerSession) -> IntegrationState:
     sb = factory()
     try:
-        dry_run_changes_nothing(sb, SESSION_ID, session)
+        dry = dry_run_changes_nothing(sb, SESSION_ID, session)
         state = deterministic(sb, session, session_id=SESSION_ID)
+        # A rule that remembers what it saw answers the first evaluation differently
+        # from the later ones, which then agree: compare the first one too.
+        if dry is not None:
+            answers_agree(
+                dry,
+                state,
+                invariant="deterministic",
+                detail="two dry evaluations of the same session differ",
+                session_id=SESSION_ID,
+            )
+    except OutsideStateError:
+        raise
     except InvariantViolation as exc:
         raise _CheckFailedError(str(exc)) from exc
     except RuleError as exc:
@@ -257,8 +326,25 @@ def _counters_check(
         limits_hold(sb)
         usage_reconciles(sb)
     except InvariantViolation as exc:
-        raise _CheckFailedError(str(exc)) from exc
+        raise _CheckFailedError(str(exc), state) from exc
     return state
+
+
+def _verdict(name: str, held: object) -> bool:
+    """A property's answer as a bool; anything but a bool is bad usage."""
+    try:
+        return as_bool(held)  # what counts as a bool, as for conditions
+    except NotABoolError:
+        pass
+    if held is None:
+        raise _PropertyUsageError(
+            f"{name} returned None: a property must return True or False (is a `return` "
+            f"missing?); expected {PROPERTY_SIGNATURE}"
+        )
+    raise _PropertyUsageError(
+        f"{name} returned {type(held).__name__} {describe(held)}, not a bool: a property must return "
+        f"True or False (write the comparison, e.g. `return x > 0`); expected {PROPERTY_SIGNATURE}"
+    )
 
 
 def _property_check(name: str, prop: Property) -> _SessionCheck:
@@ -267,11 +353,12 @@ def _property_check(name: str, prop: Property) -> _SessionCheck:
         try:
             held = prop(state)
         except Exception as exc:
-            raise _CheckFailedError(f"{name} raised {type(exc).__name__}: {exc}") from exc
-        if held is not True:
+            raise _CheckFailedError(f"{name} raised {type(exc).__name__}: {exc}", state) from exc
+        if not _verdict(name, held):
             raise _CheckFailedError(
-                f"{name} returned {held!r}: total {state.session.effective_total}, "
-                f"total discount {state.total_discount}"
+                f"{name} returned False: total {state.session.effective_total}, "
+                f"total discount {state.total_discount}",
+                state,
             )
         return state
 
@@ -286,11 +373,13 @@ def _rules_check(factory: Callable[[], Sandbox], session: NewCustomerSession) ->
 
 
 BUILTIN_CHECKS: Mapping[str, _SessionCheck] = {
+    # First: a rule that remembers what it saw shows it only on a session it has
+    # not seen yet, and every later search submits the same sessions again.
+    "deterministic_and_dry_runs_change_nothing": _probe_check,
     "rules_do_not_raise": _rules_check,
     "discounts_within_base": _invariant_check(discounts_within_base),
     "one_outcome_per_code": _invariant_check(one_outcome_per_code),
     "rejected_code_triggers_nothing": _invariant_check(rejected_code_triggers_nothing),
-    "deterministic_and_dry_runs_change_nothing": _probe_check,
     "limits_hold_and_usage_reconciles": _counters_check,
 }
 
@@ -316,6 +405,56 @@ def _settings(examples: int, **more: Any) -> settings:
     )
 
 
+@attrs.define
+class _Outcome:
+    """What one search found: a violation of its check, a rule keeping outside
+    state (a finding of its own), or a property used wrongly (bad usage)."""
+
+    violation: Violation | None = None
+    outside: Violation | None = None
+    usage: str | None = None
+
+
+def _request(session: NewCustomerSession) -> dict[str, Any]:
+    return {"customerSessionId": SESSION_ID, "customerSession": to_wire(session, exact=True)}
+
+
+def _outside_finding(
+    found_by: str, error: OutsideStateError | str, replay: tuple[dict[str, Any], ...]
+) -> Violation:
+    message = f"{error}\n(seen by the {found_by!r} check)"
+    return Violation(OUTSIDE_STATE, message, replay, shrunk=False)
+
+
+def _diagnose_flaky(
+    name: str,
+    failed: tuple[NewCustomerSession, _CheckFailedError] | None,
+    factory: Callable[[], Sandbox],
+) -> Violation:
+    """A check failed for a session, then passed when Hypothesis tried it again."""
+    if failed is None:
+        what = (
+            f"the {name!r} check gave different verdicts for the same generated session: "
+            "something keeps state outside the sandbox"
+        )
+        return _outside_finding(name, what, ())
+    session, error = failed
+    try:
+        again = [factory().update(SESSION_ID, session) for _ in range(2)]
+        first = error.state if error.state is not None else again.pop()
+        answers_agree(first, again[0], invariant="deterministic", detail="", session_id=SESSION_ID)
+    except OutsideStateError as exc:
+        return _outside_finding(name, exc, (_request(session),))
+    except SandboxError:
+        pass  # not the same answers either way; say what is known
+    what = (
+        f"{name} answered differently for the same session and the same answer: it keeps "
+        f"state outside the sandbox (a property must depend only on the state it is given; "
+        f"the first time: {error})"
+    )
+    return _outside_finding(name, what, (_request(session),))
+
+
 def _search(
     name: str,
     check: _SessionCheck,
@@ -323,30 +462,46 @@ def _search(
     strategy: st.SearchStrategy[NewCustomerSession],
     examples: int,
     seed: int | None,
-) -> Violation | None:
-    last: list[tuple[NewCustomerSession, str]] = []
+) -> _Outcome:
+    last: list[tuple[NewCustomerSession, _CheckFailedError]] = []
+    outcome = _Outcome()
 
     @_settings(examples)
     @given(session=strategy)
     def run(session: NewCustomerSession) -> None:
+        if outcome.outside is not None or outcome.usage is not None:
+            return  # this search has found what ends it
         try:
             check(factory, session)
         except _RuleRaisedError:
             return  # reported once, by rules_do_not_raise
+        except OutsideStateError as exc:
+            # Recorded, not raised: the rule's outside state would not fail again on a
+            # replay, and Hypothesis would call the test flaky.
+            outcome.outside = _outside_finding(name, exc, (_request(session),))
+        except _PropertyUsageError as exc:
+            outcome.usage = str(exc)
         except _CheckFailedError as exc:
             # The last failing call is Hypothesis' final replay of the shrunk example.
-            last.append((session, str(exc)))
+            last.append((session, exc))
             raise
 
     if seed is not None:
         run = hypothesis_seed(seed)(run)
-    with contextlib.suppress(_CheckFailedError):
+    try:
         run()
-    if not last:
-        return None
-    session, message = last[-1]
-    request = {"customerSessionId": SESSION_ID, "customerSession": to_wire(session, exact=True)}
-    return Violation(name, message, (request,), _explain(factory, session))
+    except _CheckFailedError:
+        pass
+    except Flaky:
+        if outcome.outside is None and outcome.usage is None:
+            outcome.outside = _diagnose_flaky(name, last[-1] if last else None, factory)
+        return outcome
+    if last:
+        session, error = last[-1]
+        outcome.violation = Violation(
+            name, str(error), (_request(session),), _explain(factory, session)
+        )
+    return outcome
 
 
 def _explain(factory: Callable[[], Sandbox], session: NewCustomerSession) -> str:
@@ -357,8 +512,8 @@ def _explain(factory: Callable[[], Sandbox], session: NewCustomerSession) -> str
 
 
 def _lifecycle_search(
-    factory: Callable[[], Sandbox], examples: int, seed: int | None
-) -> Violation | None:
+    factory: Callable[[], Sandbox], examples: int, seed: int | None, *, shrink: bool = True
+) -> _Outcome:
     from hypothesis.stateful import run_state_machine_as_test
 
     from strategies._lifecycle import SessionLifecycle
@@ -374,35 +529,63 @@ def _lifecycle_search(
     # so it is reproducible (though the same for every seed).
     config = _settings(examples, stateful_step_count=20)
     config = settings(config, derandomize=seed is not None)
+    if not shrink:
+        config = settings(config, phases=[Phase.explicit, Phase.generate])
     failure: BaseException | None = None
     try:
         run_state_machine_as_test(RulesLifecycle, settings=config)  # type: ignore[no-untyped-call, unused-ignore]  # typed in newer Hypothesis
-    except (AssertionError, SandboxError) as exc:
+    except (AssertionError, SandboxError, Flaky) as exc:
         failure = exc
-    if failure is None or not machines or isinstance(failure, RuleError):
-        return None  # a rule that raises is reported once, by rules_do_not_raise
-    name = failure.invariant if isinstance(failure, InvariantViolation) else "lifecycle"
-    steps = tuple(machines[-1].steps)
-    return Violation(f"lifecycle: {name}", f"{type(failure).__name__}: {failure}", steps)
+    outcome = _Outcome()
+    caught = RulesLifecycle.__dict__.get("outside_state")
+    if caught:
+        error, steps = next(iter(caught.values()))
+        outcome.outside = _outside_finding("lifecycle", error, tuple(steps))
+    elif isinstance(failure, Flaky):
+        what = (
+            "the same lifecycle steps gave different answers when replayed: a rule keeps "
+            "state outside the sandbox"
+        )
+        steps = tuple(machines[-1].steps) if machines else ()
+        outcome.outside = _outside_finding("lifecycle", what, steps)
+    elif failure is not None and machines and not isinstance(failure, RuleError):
+        # (a rule that raises is reported once, by rules_do_not_raise)
+        name = failure.invariant if isinstance(failure, InvariantViolation) else None
+        steps = tuple(machines[-1].steps)
+        outcome.violation = Violation(
+            "lifecycle", f"{type(failure).__name__}: {failure}", steps, invariant=name
+        )
+    return outcome
 
 
 def fuzz(path: str | Path, *, examples: int = 200, seed: int | None = None) -> FuzzReport:
-    """Fuzz a rules file; see the module docstring. Bad files raise :class:`RulesFileError`."""
+    """Fuzz a rules file; see the module docstring.
+
+    Bad files, and properties with the wrong signature or returning no bool,
+    raise :class:`RulesFileError`.
+    """
     if type(examples) is not int or examples < 1:
         raise RulesFileError(f"fuzz(examples=...) must be a positive integer, got {examples!r}")
     factory, properties = load_rules(path)
     strategy = fuzz_sessions(factory())
     checks: dict[str, _SessionCheck] = dict(BUILTIN_CHECKS)
     checks.update({name: _property_check(name, prop) for name, prop in properties.items()})
-    violations = [
-        found
-        for name, check in checks.items()
-        if (found := _search(name, check, factory, strategy, examples, seed)) is not None
-    ]
-    lifecycle = _lifecycle_search(factory, max(5, examples // 20), seed)
-    if lifecycle is not None:
-        violations.append(lifecycle)
-    return FuzzReport(str(path), examples, seed, (*checks, "lifecycle"), violations)
+    outcomes: list[_Outcome] = []
+    for name, check in checks.items():
+        outcome = _search(name, check, factory, strategy, examples, seed)
+        if outcome.usage is not None:
+            raise RulesFileError(f"{path}: {outcome.usage}")
+        outcomes.append(outcome)
+    # Once a rule is known to keep outside state, each new session it has not seen fails
+    # the lifecycle again and shrinking would go on and on: search, but do not shrink.
+    known = any(o.outside is not None for o in outcomes)
+    outcomes.append(_lifecycle_search(factory, max(5, examples // 20), seed, shrink=not known))
+    # One rule keeping outside state makes every check flaky: report it once, first.
+    outside = next((o.outside for o in outcomes if o.outside is not None), None)
+    violations = [o.violation for o in outcomes if o.violation is not None]
+    if outside is not None:
+        violations.insert(0, outside)
+    return FuzzReport(str(path), examples, seed, (*checks, OUTSIDE_STATE, "lifecycle"), violations)
 
 
 def fuzz_sessions(sb: Sandbox) -> st.SearchStrategy[NewCustomerSession]:

@@ -5,6 +5,13 @@ pytest reports it as a failed assertion) naming the invariant, the session and
 the values involved. ``check_state`` and ``check_sandbox`` run the default
 ones; ``INVARIANTS`` maps every name to its function.
 
+When two answers to the same session from the same sandbox state differ
+(:func:`deterministic`, or a dry run against the real update), the first rule
+whose outcome differs is to blame: it keeps state outside the sandbox (a
+module-level set, a counter, the wall clock). That is reported as
+:class:`OutsideStateError`, naming the rule and its campaign, not as a
+confusing mismatch of two answers.
+
 >>> from sandbox import Sandbox
 >>> sb = Sandbox(now="2026-12-01T10:00:00Z")
 >>> check_state(sb.update("s1", {"profileId": "p1", "total": 10}))
@@ -21,7 +28,7 @@ import attrs
 
 from sandbox.errors import RuleError, SandboxError
 from sandbox.models import NewCustomerSession, SessionState
-from sandbox.state import IntegrationState
+from sandbox.state import CampaignTrace, IntegrationState, RuleTrace
 from sandbox.talon import EffectType
 
 if TYPE_CHECKING:
@@ -31,7 +38,10 @@ __all__ = [
     "DEFAULT_SANDBOX_INVARIANTS",
     "DEFAULT_STATE_INVARIANTS",
     "INVARIANTS",
+    "OUTSIDE_STATE",
     "InvariantViolation",
+    "OutsideStateError",
+    "answers_agree",
     "cart_order_irrelevant",
     "check_sandbox",
     "check_state",
@@ -52,6 +62,14 @@ _ROLLBACKS = (
     EffectType.ROLLBACK_DISCOUNT,
 )
 _PROBE_ID = "invariant-probe"
+_CODE_OUTCOMES = (
+    EffectType.ACCEPT_COUPON,
+    EffectType.REJECT_COUPON,
+    EffectType.ACCEPT_REFERRAL,
+    EffectType.REJECT_REFERRAL,
+)
+OUTSIDE_STATE = "rules_keep_no_outside_state"
+"""The name under which :class:`OutsideStateError` is reported."""
 
 
 class InvariantViolation(SandboxError, AssertionError):  # noqa: N818 - reads as "an invariant violation"
@@ -72,6 +90,108 @@ class InvariantViolation(SandboxError, AssertionError):  # noqa: N818 - reads as
         where = f" in session {session_id!r}" if session_id is not None else ""
         shown = "".join(f"\n  {k} = {v!r}" for k, v in self.values.items())
         super().__init__(f"invariant {invariant!r} violated{where}: {detail}{shown}")
+
+
+class OutsideStateError(InvariantViolation):
+    """A rule answered differently for the same session and sandbox state.
+
+    Its answer depends on something besides the session and the sandbox: a
+    bug in the rules, not in the sandbox. ``campaign`` and ``rule`` name it;
+    the first line of the message is the plain sentence, the next ones show
+    the two outcomes.
+    """
+
+    def __init__(
+        self,
+        campaign: str,
+        rule: str,
+        *,
+        first: str,
+        then: str,
+        session_id: str | None = None,
+    ) -> None:
+        sentence = (
+            f"rule {rule!r} in campaign {campaign!r} answered differently for the same "
+            "session and sandbox state: it keeps state outside the sandbox"
+        )
+        super().__init__(
+            OUTSIDE_STATE, sentence, session_id=session_id, values={"first": first, "then": then}
+        )
+        self.campaign = campaign
+        self.rule = rule
+        self.sentence = sentence
+        where = f" in session {session_id!r}" if session_id is not None else ""
+        self.args = (
+            f"{sentence}\n  first{where}: {first}\n  then: {then}\n"
+            "  a rule may depend only on its context (session, profile, clock); keep counts "
+            "in the sandbox's limits and budgets, not in module-level variables",
+        )
+
+
+def answers_agree(
+    first: IntegrationState,
+    second: IntegrationState,
+    *,
+    invariant: str,
+    detail: str,
+    session_id: str | None = None,
+) -> None:
+    """Two answers to the same session from the same sandbox state are the same.
+
+    Raises :class:`OutsideStateError` naming the first rule (in evaluation
+    order) whose outcome differs, since everything before it saw the same
+    inputs; or ``InvariantViolation(invariant, detail)`` when the answers
+    differ although every rule answered alike (then the sandbox is to blame).
+    Whether the answers were dry runs is not compared.
+    """
+    if first == second and first.trace == second.trace:
+        return
+    culprit = _first_differing_rule(first, second)
+    if culprit is not None:
+        campaign, one, other = culprit
+        raise OutsideStateError(
+            campaign.name,
+            one.title,
+            first=_rule_outcome(first, campaign, one),
+            then=_rule_outcome(second, campaign, other),
+            session_id=session_id,
+        )
+    raise InvariantViolation(
+        invariant,
+        detail,
+        session_id=session_id,
+        values={"first": first.to_wire(), "second": second.to_wire()},
+    )
+
+
+def _first_differing_rule(
+    first: IntegrationState, second: IntegrationState
+) -> tuple[CampaignTrace, RuleTrace, RuleTrace] | None:
+    for one_campaign, other_campaign in zip(first.trace, second.trace, strict=False):
+        if one_campaign.campaign_id != other_campaign.campaign_id:
+            return None  # not the same rules: nothing to compare rule by rule
+        for one, other in zip(one_campaign.rules, other_campaign.rules, strict=False):
+            if (one.fired, one.failure) != (other.fired, other.failure) or _rule_effects(
+                first, one_campaign, one
+            ) != _rule_effects(second, other_campaign, other):
+                return one_campaign, one, other
+    return None
+
+
+def _rule_effects(state: IntegrationState, campaign: CampaignTrace, rule: RuleTrace) -> list[Any]:
+    return [
+        e
+        for e in state.effects
+        if e.campaign_id == campaign.campaign_id
+        and e.rule_index == rule.index
+        and e.effect_type not in _CODE_OUTCOMES
+    ]
+
+
+def _rule_outcome(state: IntegrationState, campaign: CampaignTrace, rule: RuleTrace) -> str:
+    # explain()'s own words for one rule, without its "rule N 'title': " head.
+    line = state._explain_rule(campaign, rule)
+    return line.removeprefix(f"rule {rule.index} {rule.title!r}: ")
 
 
 def is_evaluation(state: IntegrationState) -> bool:
@@ -319,16 +439,19 @@ def dry_run_changes_nothing(
 def deterministic(
     sb: Sandbox, session: NewCustomerSession | Mapping[str, Any], *, session_id: str = _PROBE_ID
 ) -> IntegrationState:
-    """Two dry evaluations of the same session give the same answer."""
+    """Two dry evaluations of the same session give the same answer.
+
+    When a rule answered differently, raises :class:`OutsideStateError` naming it.
+    """
     first = sb.update(session_id, session, dry=True)
     second = sb.update(session_id, session, dry=True)
-    if first != second or first.explain() != second.explain():
-        raise InvariantViolation(
-            "deterministic",
-            "two dry evaluations of the same session differ",
-            session_id=session_id,
-            values={"first": first.to_wire(), "second": second.to_wire()},
-        )
+    answers_agree(
+        first,
+        second,
+        invariant="deterministic",
+        detail="two dry evaluations of the same session differ",
+        session_id=session_id,
+    )
     return first
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import NewCustomerSession, Sandbox, SandboxError, from_wire
-from sandbox.fuzzing import RulesFileError, fuzz, load_rules
+from sandbox.fuzzing import FuzzReport, RulesFileError, Violation, fuzz, load_rules
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -138,3 +138,131 @@ def test_a_rule_that_raises_is_one_violation_not_one_per_invariant(tmp_path: Pat
     assert [v.check for v in report.violations] == ["rules_do_not_raise"]
     assert "KeyError" in report.violations[0].message
     assert "campaign 'A', rule 'tier'" in report.violations[0].message
+
+
+REMEMBERING_RULES = """
+from sandbox import Sandbox, effects as e
+
+seen = set()
+
+
+def first_visit(ctx):
+    \"\"\"first visit of this profile and total\"\"\"
+    key = (ctx.profile_id, ctx.total)
+    new = key not in seen
+    seen.add(key)
+    return new
+
+
+def build():
+    sb = Sandbox(now="2026-12-01T10:00:00Z")
+    promo = sb.campaign("Welcome")
+    promo.coupon("HELLO")
+    promo.rule("first visit bonus", when=[first_visit], then=[e.set_discount("welcome", 5)])
+    return sb
+"""
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_rule_keeping_state_in_a_module_level_set_is_its_own_plain_finding(
+    tmp_path: Path, seed: int
+) -> None:
+    rules = tmp_path / "remembering.py"
+    rules.write_text(REMEMBERING_RULES)
+    report = fuzz(rules, examples=40, seed=seed)
+    assert [v.check for v in report.violations][:1] == ["rules_keep_no_outside_state"]
+    finding = report.violations[0]
+    assert finding.message.splitlines()[0] == (
+        "rule 'first visit bonus' in campaign 'Welcome' answered differently for the same "
+        "session and sandbox state: it keeps state outside the sandbox"
+    )
+    rendered = report.render()
+    assert "FAIL rules_keep_no_outside_state" in rendered
+    assert "Flaky" not in rendered
+
+
+def test_each_check_line_says_fail_exactly_when_a_violation_names_that_check() -> None:
+    lifecycle = Violation(
+        "lifecycle",
+        "a dry run answered differently",
+        ({"reopen": "s1"},),
+        invariant="dry_run_matches_update",
+    )
+    report = FuzzReport("rules.py", 10, 1, ("rules_do_not_raise", "lifecycle"), [lifecycle])
+    lines = report.render().splitlines()
+    assert "  FAIL lifecycle" in lines
+    assert "  ok   lifecycle" not in lines
+    assert "  ok   rules_do_not_raise" in lines
+    assert "VIOLATED lifecycle: dry_run_matches_update" in lines
+
+
+def test_every_reported_violation_belongs_to_a_listed_check(tmp_path: Path) -> None:
+    rules = tmp_path / "remembering.py"
+    rules.write_text(REMEMBERING_RULES)
+    for report in (
+        fuzz(rules, examples=30, seed=1),
+        fuzz(EXAMPLES / "planted_bug.py", examples=60, seed=1),
+    ):
+        failed = {v.check for v in report.violations}
+        assert failed <= set(report.checks)
+        shown = {
+            line.split()[1] for line in report.render().splitlines() if line.startswith("  FAIL ")
+        }
+        assert shown == failed
+
+
+PROPERTY_SIGNATURES = {
+    "no argument": "def property_x():\n    return True\n",
+    "two arguments": "def property_x(state, sb):\n    return True\n",
+    "keyword-only": "def property_x(*, state):\n    return True\n",
+}
+
+
+@pytest.mark.parametrize("name", list(PROPERTY_SIGNATURES))
+def test_a_property_with_the_wrong_signature_is_bad_usage_not_a_violation(
+    tmp_path: Path, name: str
+) -> None:
+    rules = tmp_path / "rules.py"
+    rules.write_text(
+        "from sandbox import Sandbox\n"
+        "def build():\n    return Sandbox(now='2026-12-01T10:00:00Z')\n" + PROPERTY_SIGNATURES[name]
+    )
+    with pytest.raises(RulesFileError) as caught:
+        load_rules(rules)
+    message = str(caught.value)
+    assert message.startswith(f"{rules}:4: property_x(")
+    assert "property_NAME(state: IntegrationState) -> bool" in message
+
+
+def test_a_property_with_defaults_or_star_args_is_fine(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.py"
+    rules.write_text(
+        "from sandbox import Sandbox\n"
+        "def build():\n    return Sandbox(now='2026-12-01T10:00:00Z')\n"
+        "def property_a(state, limit=2):\n    return True\n"
+        "def property_b(*states):\n    return True\n"
+    )
+    assert sorted(load_rules(rules)[1]) == ["property_a", "property_b"]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            "    state.total_discount <= 10\n",
+            r"property_x returned None: .*is a `return` missing\?",
+        ),
+        ("    return state.total_discount\n", r"property_x returned Decimal .*not a bool"),
+    ],
+)
+def test_a_property_returning_no_bool_is_bad_usage(
+    tmp_path: Path, body: str, expected: str
+) -> None:
+    rules = tmp_path / "rules.py"
+    rules.write_text(
+        "from sandbox import Sandbox\n"
+        "def build():\n    return Sandbox(now='2026-12-01T10:00:00Z')\n"
+        "def property_x(state):\n" + body
+    )
+    with pytest.raises(RulesFileError, match=expected):
+        fuzz(rules, examples=5, seed=1)

@@ -13,6 +13,8 @@ from sandbox import effects as e
 from sandbox.invariants import (
     INVARIANTS,
     InvariantViolation,
+    OutsideStateError,
+    answers_agree,
     cart_order_irrelevant,
     check_sandbox,
     check_state,
@@ -150,3 +152,54 @@ def test_probes_pass_on_the_engine() -> None:
     assert deterministic(sb, session).accepted_coupons == ["SAVE"]
     cart_order_irrelevant(sb, session)
     assert sb.snapshot() == before
+
+
+def remembering_shop() -> Sandbox:
+    """A rule that keeps state outside the sandbox: it fires once per profile, ever."""
+    seen: set[str | None] = set()
+
+    def first_visit(ctx) -> bool:  # type: ignore[no-untyped-def]
+        """first visit of this profile"""
+        new = ctx.profile_id not in seen
+        seen.add(ctx.profile_id)
+        return new
+
+    sb = Sandbox(now="2026-12-01T10:00:00Z")
+    sb.campaign("Welcome").rule(
+        "first visit bonus", when=[first_visit], then=[e.set_discount("welcome", 5)]
+    )
+    return sb
+
+
+OUTSIDE_SENTENCE = (
+    "rule 'first visit bonus' in campaign 'Welcome' answered differently for the same "
+    "session and sandbox state: it keeps state outside the sandbox"
+)
+
+
+def test_a_rule_keeping_outside_state_is_named_plainly_by_deterministic() -> None:
+    with pytest.raises(OutsideStateError) as caught:
+        deterministic(remembering_shop(), {"profileId": "p1", "total": 50}, session_id="s1")
+    error = caught.value
+    assert str(error).splitlines()[0] == OUTSIDE_SENTENCE
+    assert (error.campaign, error.rule, error.invariant) == (
+        "Welcome",
+        "first visit bonus",
+        "rules_keep_no_outside_state",
+    )
+    assert "first in session 's1': fired: discount 'welcome' 5" in str(error)
+    assert "then: did not fire: condition 0 failed: first visit of this profile" in str(error)
+    assert isinstance(error, InvariantViolation)
+
+
+def test_answers_that_differ_with_every_rule_alike_blame_the_sandbox_not_a_rule() -> None:
+    sb = shop()
+    state = sb.update("s1", {"profileId": "p1", "coupon": "SAVE", "total": 50}, dry=True)
+    other = attrs.evolve(state, session=attrs.evolve(state.session, profile_id="p2"))
+    answers_agree(state, state, invariant="x", detail="differ")
+    with pytest.raises(
+        InvariantViolation, match="invariant 'dry_run_matches_update' violated"
+    ) as caught:
+        answers_agree(state, other, invariant="dry_run_matches_update", detail="differ")
+    # No rule answered differently, so no rule may be blamed.
+    assert type(caught.value) is InvariantViolation

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from hypothesis import settings
 
 from sandbox import Limit, Sandbox
@@ -87,3 +88,53 @@ def test_for_rules_refuses_a_build_that_returns_no_sandbox() -> None:
     case.settings = settings(max_examples=1, stateful_step_count=2, deadline=None, database=None)
     with pytest.raises(TypeError, match=r"must return a sandbox\.Sandbox"):
         case("runTest").runTest()
+
+
+REMEMBERING_TEST = """
+import pytest
+from hypothesis import settings
+
+from sandbox import Sandbox, effects as e
+from strategies import SessionLifecycle
+
+seen = set()
+
+
+def first_visit(ctx):
+    '''first visit of this profile and total'''
+    key = (ctx.profile_id, ctx.total)
+    new = key not in seen
+    seen.add(key)
+    return new
+
+
+def build():
+    sb = Sandbox(now="2026-12-01T10:00:00Z")
+    sb.campaign("Welcome").rule(
+        "first visit bonus", when=[first_visit], then=[e.set_discount("welcome", 5)]
+    )
+    return sb
+
+
+TestRules = SessionLifecycle.for_rules(build).TestCase
+TestRules.settings = settings(
+    max_examples=10, stateful_step_count=6, deadline=None, database=None
+)
+"""
+
+
+def test_a_rule_keeping_outside_state_fails_plainly_not_as_a_flaky_failure(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_rules=REMEMBERING_TEST)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:benchmark")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "errors.Flaky" not in out
+    assert "Inconsistent results" not in out
+    result.stdout.fnmatch_lines(
+        [
+            "*OutsideStateError: rule 'first visit bonus' in campaign 'Welcome' answered "
+            "differently for the same session and sandbox state: it keeps state outside the sandbox"
+        ]
+    )

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+
+from sandbox import DefinitionError, Sandbox
 
 FIXTURE_IN_GIVEN = """
 from hypothesis import given, strategies as st
 
 @given(st.integers(min_value=0, max_value=4))
 def test_fresh_sandbox_per_example(sandbox_factory, precision):
-    sb = sandbox_factory(precision=precision)
+    sb = sandbox_factory(now="2026-12-01T10:00:00Z", precision=precision)
     assert sb.settings.precision == precision
     assert not sb.sessions
     sb.update("s1", {"profileId": "p1", "total": 10})
@@ -106,3 +110,16 @@ def test_profiles_registered_for_the_command_line(pytester: pytest.Pytester) -> 
         "-p", "no:cacheprovider", "-p", "no:benchmark", "--hypothesis-profile=fuzz"
     )
     result.assert_outcomes(passed=1)
+
+
+def test_the_factory_requires_a_clock_exactly_as_sandbox_does(
+    sandbox_factory: Callable[..., Sandbox],
+) -> None:
+    with pytest.raises(DefinitionError) as without_clock:
+        Sandbox()
+    with pytest.raises(DefinitionError) as from_factory:
+        sandbox_factory(precision=2)
+    assert str(from_factory.value) == str(without_clock.value)
+    assert "Sandbox(now=...) is required" in str(from_factory.value)
+    sb = sandbox_factory("2026-12-01T10:00:00Z", precision=3)
+    assert (sb.now.isoformat(), sb.settings.precision) == ("2026-12-01T10:00:00+00:00", 3)
