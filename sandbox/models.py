@@ -271,7 +271,7 @@ def _too_precise(value: Decimal) -> bool:
 
 def bound_problem(value: Decimal, maximum: Decimal) -> str | None:
     """Why a finite Decimal is out of the wire format's bounds, or None."""
-    if abs(value) >= maximum:
+    if value.copy_abs() >= maximum:  # copy_abs: no context, so no Overflow
         return f"must be below {maximum:.0E}: {shown_number(value)}"
     if _too_precise(value):
         return (

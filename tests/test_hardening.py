@@ -459,3 +459,9 @@ def test_every_bound_keeps_floats_finite() -> None:
 
     assert math.isfinite(float(MAX_MONEY))
     assert math.isfinite(float(MAX_ATTRIBUTE_NUMBER))
+
+
+def test_a_total_beyond_the_exponent_range_is_reported_as_a_bound() -> None:
+    # abs() would round to the context and overflow; the bound check must not.
+    with pytest.raises(ValidationError, match="'total' must be below 1E\\+15: 1E\\+1000000"):
+        loads('{"total": 1e1000000}')
