@@ -19,7 +19,13 @@ from sandbox import effects as e
 from sandbox.fuzzing import fuzz, load_rules
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-NEW_FILES = ("seasonal_coupons.py", "referral_programme.py", "tiered_cart.py")
+NEW_FILES = (
+    "seasonal_coupons.py",
+    "referral_programme.py",
+    "tiered_cart.py",
+    "first_order_reward.py",
+    "gold_free_shipping.py",
+)
 
 
 def module(name: str) -> dict[str, Any]:
