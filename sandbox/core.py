@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -196,10 +196,15 @@ class StoredSession:
 class Sandbox:
     """A local Talon.One Application: campaigns, codes, limits, sessions.
 
+    ``Sandbox.observers`` (a class attribute) are called with every sandbox's every
+    evaluation answer, dry or not: rule coverage (:mod:`sandbox.coverage`) listens there.
+
     >>> sb = Sandbox(now="2026-12-01T10:00:00Z")
     >>> sb.now.isoformat()
     '2026-12-01T10:00:00+00:00'
     """
+
+    observers: ClassVar[list[Callable[[Sandbox, IntegrationState], None]]] = []
 
     def __init__(
         self,
@@ -785,6 +790,8 @@ class Sandbox:
                 response_content=request.response_content,
                 extras=self._extras(request, session_id, session_now, evaluation, meta, stored),
             )
+            for observer in Sandbox.observers:
+                observer(self, state)
             if dry:
                 return state
             # All of the new state is built before anything is stored, and the ledger
