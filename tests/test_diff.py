@@ -1,0 +1,97 @@
+"""Differential testing of two rule versions (sandbox.diff and ``python -m sandbox diff``).
+
+Two rule files differ in one threshold (10 off from 50, then from 60): the sessions whose
+outcome changes are exactly those with a total in [50, 60), computed here by hand.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from sandbox.diff import compare, kinds_of, search
+from sandbox.fuzzing import load_rules
+
+RULES = """
+from sandbox import Sandbox, conditions as c, effects as e
+
+def build():
+    sb = Sandbox(now="2026-12-01T10:00:00Z")
+    big = sb.campaign("Big")
+    big.coupon("BIG-1")
+    big.rule("10 off", when=[c.coupon_valid, c.total_at_least({threshold})],
+             then=[e.set_discount("Big 10", 10)])
+    return sb
+"""
+TOTALS = ["10", "49.99", "50", "50.01", "55", "59.99", "60", "75"]
+
+
+@pytest.fixture
+def rule_files(tmp_path: Path) -> tuple[Path, Path]:
+    old, new = tmp_path / "old.py", tmp_path / "new.py"
+    old.write_text(RULES.replace("{threshold}", "50"))
+    new.write_text(RULES.replace("{threshold}", "60"))
+    return old, new
+
+
+def build(path: Path):  # type: ignore[no-untyped-def]
+    factory, _ = load_rules(path)
+    return factory
+
+
+def test_a_raised_threshold_changes_exactly_the_sessions_between_the_two(
+    rule_files: tuple[Path, Path],
+) -> None:
+    old, new = (build(p)() for p in rule_files)
+    sessions = [
+        {"couponCodes": ["BIG-1"], "cartItems": [{"sku": "a", "quantity": 1, "price": Decimal(t)}]}
+        for t in TOTALS
+    ]
+    report = compare(old, new, sessions)
+    between = [i for i, t in enumerate(TOTALS) if Decimal(50) <= Decimal(t) < Decimal(60)]
+    assert [d.index for d in report.differences] == between
+    assert set(report.groups) == {"code now rejected", "discount down", "effect removed"}
+    assert report.total_discount_change == Decimal(-10) * len(between)
+    for difference in report.differences:
+        assert difference.old.codes == {"BIG-1": "accepted"}
+        assert difference.new.codes == {"BIG-1": "CouponRejectedByCondition"}
+
+
+def test_identical_rules_show_no_difference(rule_files: tuple[Path, Path]) -> None:
+    old = build(rule_files[0])
+    report = compare(old(), old(), [{"total": Decimal(t), "coupon": "BIG-1"} for t in TOTALS])
+    assert report.ok
+    assert report.compared == len(TOTALS)
+    assert "no difference" in report.render()
+
+
+def test_a_generated_search_shrinks_to_the_boundary(rule_files: tuple[Path, Path]) -> None:
+    report = search(build(rule_files[0]), build(rule_files[1]), examples=150, seed=1)
+    assert "discount down" in report.groups
+    example = report.examples["discount down"]
+    assert '"total": 50.00' in example or '"price": 50.00' in example  # the old threshold
+    assert "BIG-1" in example
+
+
+def test_kinds_are_named_from_the_two_outcomes() -> None:
+    from sandbox.diff import Outcome
+
+    before = Outcome(
+        {"A": "accepted", "B": "CouponExpired"}, Decimal(5), (("setDiscount", "C", "d"),)
+    )
+    after = Outcome({"A": "CouponLimitReached", "B": "CouponNotFound"}, Decimal(0))
+    assert kinds_of(before, after) == [
+        "code now rejected",
+        "reason changed",
+        "discount down",
+        "effect removed",
+    ]
+    assert kinds_of(after, before) == [
+        "code now accepted",
+        "reason changed",
+        "discount up",
+        "effect added",
+    ]
+    assert kinds_of(before, before) == []
