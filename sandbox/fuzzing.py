@@ -29,14 +29,19 @@ makes every other verdict unreliable. ``python -m sandbox fuzz`` prints
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import json
 import runpy
+import time
+from collections import Counter
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar
 
 import attrs
-from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import HealthCheck, Phase, Verbosity, event, given, settings, target
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky
@@ -58,14 +63,40 @@ from sandbox.invariants import (
     rejected_code_triggers_nothing,
     usage_reconciles,
 )
-from sandbox.models import NewCustomerSession, SessionState, describe
+from sandbox.models import (
+    AnySession,
+    CartItem,
+    NewCustomerSession,
+    NewCustomerSessionV2,
+    SessionState,
+    describe,
+)
+from sandbox.rules import Campaign
 from sandbox.state import IntegrationState
 
 __all__ = ["FuzzReport", "RulesFileError", "Violation", "fuzz", "load_rules"]
 
-Property = Callable[[IntegrationState], bool]
 SESSION_ID = "fuzz-1"
-PROPERTY_SIGNATURE = "property_NAME(state: IntegrationState) -> bool"
+PROPERTY_SIGNATURE = (
+    "property_NAME(state: IntegrationState) -> bool, or "
+    "property_NAME(state: IntegrationState, sb: Sandbox) -> bool"
+)
+
+
+@attrs.frozen
+class Property:
+    """A rules file's ``property_*``: called with the answer, and the sandbox after it
+    when the function takes a second argument (for properties over the lifecycle:
+    counters, stored sessions, created codes)."""
+
+    name: str
+    fn: Callable[..., object]
+    takes_sandbox: bool = False
+
+    def __call__(self, state: IntegrationState, sb: Sandbox | None = None) -> object:
+        if self.takes_sandbox:
+            return self.fn(state, sb)
+        return self.fn(state)
 
 
 class RulesFileError(SandboxError, ValueError):
@@ -138,17 +169,22 @@ def _checked_property(file: Path, name: str, value: Any) -> Property:
     try:
         signature = inspect.signature(value)
     except (TypeError, ValueError):
-        return cast(Property, value)  # no signature to read (a builtin): trust it
+        return Property(name, value)  # no signature to read (a builtin): trust it
     try:
         signature.bind(None)
     except TypeError as exc:
-        code = getattr(value, "__code__", None)
-        where = f"{file}:{code.co_firstlineno}" if code is not None else str(file)
-        raise RulesFileError(
-            f"{where}: {name}{signature} cannot be called with one IntegrationState "
-            f"({exc}); expected {PROPERTY_SIGNATURE}"
-        ) from None
-    return cast(Property, value)
+        try:
+            signature.bind(None, None)
+        except TypeError:
+            code = getattr(value, "__code__", None)
+            where = f"{file}:{code.co_firstlineno}" if code is not None else str(file)
+            raise RulesFileError(
+                f"{where}: {name}{signature} cannot be called with one IntegrationState "
+                f"(or one IntegrationState and the Sandbox) ({exc}); expected "
+                f"{PROPERTY_SIGNATURE}"
+            ) from None
+        return Property(name, value, takes_sandbox=True)
+    return Property(name, value)
 
 
 def _run(file: Path) -> dict[str, Any]:
@@ -187,6 +223,8 @@ class Violation:
     explain: str = ""
     invariant: str | None = None
     shrunk: bool = True
+    found_after: int | None = None
+    """How many generated examples the search tried until this first failed."""
 
     def render(self) -> str:
         head = f"VIOLATED {self.check}" + (f": {self.invariant}" if self.invariant else "")
@@ -203,13 +241,25 @@ class Violation:
 
 @attrs.frozen
 class FuzzReport:
-    """The outcome of :func:`fuzz`: ``violations`` is empty when every check held."""
+    """The outcome of :func:`fuzz`: ``violations`` is empty when every check held.
+
+    ``tried`` is, per check, how many generated examples its search tried until the
+    first failure (or in all); ``combinations`` and ``reasons`` count which campaigns
+    fired together and which rejection reasons came up over the whole run.
+    """
 
     path: str
     examples: int
     seed: int | None
     checks: tuple[str, ...]
     violations: list[Violation]
+    tried: dict[str, int] = attrs.Factory(dict)
+    seconds: float = 0.0
+    combinations: dict[str, int] = attrs.Factory(dict)
+    reasons: dict[str, int] = attrs.Factory(dict)
+    out_of_time: bool = False
+    replay_files: dict[str, str] = attrs.Factory(dict)
+    """Per violated check, the file its counterexample was saved to (by the CLI)."""
 
     @property
     def ok(self) -> bool:
@@ -218,13 +268,27 @@ class FuzzReport:
     def render(self) -> str:
         seed = "random" if self.seed is None else str(self.seed)
         lines = [
-            f"fuzz {self.path}: {len(self.checks)} checks, {self.examples} examples each, seed {seed}"
+            f"fuzz {self.path}: {len(self.checks)} checks, {self.examples} examples each, "
+            f"seed {seed}"
+            + (" (time budget spent: not every example was tried)" if self.out_of_time else "")
         ]
         failed = {v.check for v in self.violations}
         lines.extend(f"  {'FAIL' if check in failed else 'ok  '} {check}" for check in self.checks)
         for violation in self.violations:
             lines.append("")
             lines.append(violation.render())
+            replay = self.replay_files.get(violation.check)
+            if replay:
+                lines.append(f"  replay it: python -m sandbox fuzz {self.path} --replay {replay}")
+        if self.combinations:
+            lines.append("")
+            lines.append("campaigns that fired together (sessions):")
+            for combination, n in list(self.combinations.items())[:8]:
+                lines.append(f"  {n:6d}  {combination}")
+        if self.reasons:
+            lines.append("rejection reasons produced:")
+            for reason, n in list(self.reasons.items())[:8]:
+                lines.append(f"  {n:6d}  {reason}")
         lines.append("")
         if OUTSIDE_STATE in failed:
             lines.append(
@@ -236,9 +300,90 @@ class FuzzReport:
             "no violations"
             if not count
             else f"{count} violation{'s' if count != 1 else ''}; to replay one, save its "
-            f"counterexample lines to FILE.jsonl and run `python -m sandbox eval {self.path} FILE.jsonl`"
+            f"counterexample lines to FILE.jsonl and run `python -m sandbox fuzz {self.path} "
+            "--replay FILE.jsonl`"
         )
         return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as JSON-ready data (``fuzz --json FILE``); :meth:`from_json` reads it."""
+        return {
+            "path": self.path,
+            "examples": self.examples,
+            "seed": self.seed,
+            "checks": list(self.checks),
+            "violations": [
+                {
+                    "check": v.check,
+                    "message": v.message,
+                    "replay": [json.loads(_json(step)) for step in v.replay],
+                    "explain": v.explain,
+                    "invariant": v.invariant,
+                    "shrunk": v.shrunk,
+                    "foundAfter": v.found_after,
+                }
+                for v in self.violations
+            ],
+            "tried": self.tried,
+            "seconds": round(self.seconds, 3),
+            "combinations": self.combinations,
+            "reasons": self.reasons,
+            "outOfTime": self.out_of_time,
+            "replayFiles": self.replay_files,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FuzzReport:
+        return cls(
+            data["path"],
+            data["examples"],
+            data["seed"],
+            tuple(data["checks"]),
+            [
+                Violation(
+                    v["check"],
+                    v["message"],
+                    tuple(v["replay"]),
+                    v.get("explain", ""),
+                    v.get("invariant"),
+                    v.get("shrunk", True),
+                    v.get("foundAfter"),
+                )
+                for v in data["violations"]
+            ],
+            dict(data.get("tried", {})),
+            data.get("seconds", 0.0),
+            dict(data.get("combinations", {})),
+            dict(data.get("reasons", {})),
+            data.get("outOfTime", False),
+            dict(data.get("replayFiles", {})),
+        )
+
+    def junit_xml(self) -> str:
+        """JUnit XML: one test case per check, a failure element for a violated one."""
+        from xml.etree import ElementTree as ET
+
+        failed = {v.check: v for v in self.violations}
+        suite = ET.Element(
+            "testsuite",
+            name=f"promo-sandbox fuzz {self.path}",
+            tests=str(len(self.checks)),
+            failures=str(len({v.check for v in self.violations})),
+            errors="0",
+            time=f"{self.seconds:.3f}",
+        )
+        for check in self.checks:
+            case = ET.SubElement(
+                suite, "testcase", classname=f"fuzz.{Path(self.path).stem}", name=check
+            )
+            violation = failed.get(check)
+            if violation is not None:
+                failure = ET.SubElement(
+                    case, "failure", message=violation.message.splitlines()[0][:500]
+                )
+                failure.text = violation.render()
+        text: str = ET.tostring(suite, encoding="unicode", xml_declaration=True)
+        return text
 
 
 def _json(value: Any) -> str:
@@ -268,11 +413,11 @@ class _PropertyUsageError(Exception):
     """A property returned something that is not a verdict: bad usage, not a violation."""
 
 
-_SessionCheck = Callable[[Callable[[], Sandbox], NewCustomerSession], IntegrationState]
+_SessionCheck = Callable[[Callable[[], Sandbox], AnySession], IntegrationState]
 
 
 def _evaluate(
-    factory: Callable[[], Sandbox], session: NewCustomerSession
+    factory: Callable[[], Sandbox], session: AnySession
 ) -> tuple[Sandbox, IntegrationState]:
     sb = factory()
     try:
@@ -282,7 +427,7 @@ def _evaluate(
 
 
 def _invariant_check(*invariants: Callable[[IntegrationState], None]) -> _SessionCheck:
-    def check(factory: Callable[[], Sandbox], session: NewCustomerSession) -> IntegrationState:
+    def check(factory: Callable[[], Sandbox], session: AnySession) -> IntegrationState:
         _, state = _evaluate(factory, session)
         for invariant in invariants:
             try:
@@ -294,7 +439,7 @@ def _invariant_check(*invariants: Callable[[IntegrationState], None]) -> _Sessio
     return check
 
 
-def _probe_check(factory: Callable[[], Sandbox], session: NewCustomerSession) -> IntegrationState:
+def _probe_check(factory: Callable[[], Sandbox], session: AnySession) -> IntegrationState:
     sb = factory()
     try:
         dry = dry_run_changes_nothing(sb, SESSION_ID, session)
@@ -318,9 +463,7 @@ def _probe_check(factory: Callable[[], Sandbox], session: NewCustomerSession) ->
     return state
 
 
-def _counters_check(
-    factory: Callable[[], Sandbox], session: NewCustomerSession
-) -> IntegrationState:
+def _counters_check(factory: Callable[[], Sandbox], session: AnySession) -> IntegrationState:
     sb, state = _evaluate(factory, session)
     try:
         limits_hold(sb)
@@ -348,10 +491,10 @@ def _verdict(name: str, held: object) -> bool:
 
 
 def _property_check(name: str, prop: Property) -> _SessionCheck:
-    def check(factory: Callable[[], Sandbox], session: NewCustomerSession) -> IntegrationState:
-        _, state = _evaluate(factory, session)
+    def check(factory: Callable[[], Sandbox], session: AnySession) -> IntegrationState:
+        sb, state = _evaluate(factory, session)
         try:
-            held = prop(state)
+            held = prop(state, sb)
         except Exception as exc:
             raise _CheckFailedError(f"{name} raised {type(exc).__name__}: {exc}", state) from exc
         if not _verdict(name, held):
@@ -365,7 +508,7 @@ def _property_check(name: str, prop: Property) -> _SessionCheck:
     return check
 
 
-def _rules_check(factory: Callable[[], Sandbox], session: NewCustomerSession) -> IntegrationState:
+def _rules_check(factory: Callable[[], Sandbox], session: AnySession) -> IntegrationState:
     try:
         return _evaluate(factory, session)[1]
     except _RuleRaisedError as exc:
@@ -384,10 +527,10 @@ BUILTIN_CHECKS: Mapping[str, _SessionCheck] = {
 }
 
 
-def _settings(examples: int, **more: Any) -> settings:
+def _settings(examples: int, *, database: Any = None, **more: Any) -> settings:
     return settings(
         max_examples=examples,
-        database=None,
+        database=database,
         derandomize=False,
         deadline=None,
         print_blob=False,
@@ -406,6 +549,40 @@ def _settings(examples: int, **more: Any) -> settings:
 
 
 @attrs.define
+class _RunOptions:
+    """What every search of one fuzz run shares: the database, the budget, the stats."""
+
+    key: str = ""
+    database: Any = None
+    deadline: float | None = None  # time.monotonic() by which the run must end
+    combinations: Counter[str] = attrs.Factory(Counter)
+    reasons: Counter[str] = attrs.Factory(Counter)
+    sessions: int = 0
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
+
+
+def _steer(state: IntegrationState, run: _RunOptions) -> None:
+    """Point the search at what costs money: a large share of the total given away, and
+    several campaigns firing together; count which combinations and reasons came up."""
+    run.sessions += 1
+    fired = sorted(
+        {c.name for c in state.trace if any(r.fired for r in c.rules)},
+    )
+    combination = " + ".join(fired) if fired else "(no campaign)"
+    run.combinations[combination] += 1
+    for reason in (*state.rejected_coupons.values(), *state.rejected_referrals.values()):
+        run.reasons[reason] += 1
+    total = state.session.effective_total
+    share = float(state.total_discount / total) if total else 0.0
+    with contextlib.suppress(Exception):  # outside a Hypothesis test (a replay): nothing to steer
+        target(share, label="discount share of the total")
+        target(float(len(fired)), label="campaigns fired together")
+        event(f"campaigns fired: {combination}")
+
+
+@attrs.define
 class _Outcome:
     """What one search found: a violation of its check, a rule keeping outside
     state (a finding of its own), or a property used wrongly (bad usage)."""
@@ -413,9 +590,10 @@ class _Outcome:
     violation: Violation | None = None
     outside: Violation | None = None
     usage: str | None = None
+    examples: int = 0  # sessions tried before the first failure (or in all)
 
 
-def _request(session: NewCustomerSession) -> dict[str, Any]:
+def _request(session: AnySession) -> dict[str, Any]:
     return {"customerSessionId": SESSION_ID, "customerSession": to_wire(session, exact=True)}
 
 
@@ -428,7 +606,7 @@ def _outside_finding(
 
 def _diagnose_flaky(
     name: str,
-    failed: tuple[NewCustomerSession, _CheckFailedError] | None,
+    failed: tuple[AnySession, _CheckFailedError] | None,
     factory: Callable[[], Sandbox],
 ) -> Violation:
     """A check failed for a session, then passed when Hypothesis tried it again."""
@@ -459,20 +637,33 @@ def _search(
     name: str,
     check: _SessionCheck,
     factory: Callable[[], Sandbox],
-    strategy: st.SearchStrategy[NewCustomerSession],
+    strategy: st.SearchStrategy[AnySession],
     examples: int,
     seed: int | None,
+    run_options: _RunOptions,
 ) -> _Outcome:
-    last: list[tuple[NewCustomerSession, _CheckFailedError]] = []
+    last: list[tuple[AnySession, _CheckFailedError]] = []
     outcome = _Outcome()
+    tried = [0]
+    first_failure: list[int] = []
 
-    @_settings(examples)
+    @_settings(examples, database=run_options.database)
     @given(session=strategy)
-    def run(session: NewCustomerSession) -> None:
+    def run(session: AnySession) -> None:
         if outcome.outside is not None or outcome.usage is not None:
             return  # this search has found what ends it
+        if run_options.out_of_time():
+            return  # the time budget is spent: the rest of the examples pass at once
+        tried[0] += 1
         try:
-            check(factory, session)
+            state = check(factory, session)
+        except _CheckFailedError as exc:
+            if not first_failure:
+                first_failure.append(tried[0])
+            if exc.state is not None:
+                _steer(exc.state, run_options)
+            last.append((session, exc))
+            raise
         except _RuleRaisedError:
             return  # reported once, by rules_do_not_raise
         except OutsideStateError as exc:
@@ -481,11 +672,12 @@ def _search(
             outcome.outside = _outside_finding(name, exc, (_request(session),))
         except _PropertyUsageError as exc:
             outcome.usage = str(exc)
-        except _CheckFailedError as exc:
-            # The last failing call is Hypothesis' final replay of the shrunk example.
-            last.append((session, exc))
-            raise
+        else:
+            _steer(state, run_options)
 
+    # Each search keeps its failures in the example database under its own key (the
+    # rules file and the check), so a failure found once is tried first next time.
+    run._hypothesis_internal_database_key = f"promo-sandbox:{run_options.key}:{name}".encode()  # type: ignore[attr-defined]
     if seed is not None:
         run = hypothesis_seed(seed)(run)
     try:
@@ -496,15 +688,21 @@ def _search(
         if outcome.outside is None and outcome.usage is None:
             outcome.outside = _diagnose_flaky(name, last[-1] if last else None, factory)
         return outcome
+    outcome.examples = first_failure[0] if first_failure else tried[0]
     if last:
+        # The last failing call is Hypothesis' final replay of the shrunk example.
         session, error = last[-1]
         outcome.violation = Violation(
-            name, str(error), (_request(session),), _explain(factory, session)
+            name,
+            str(error),
+            (_request(session),),
+            _explain(factory, session),
+            found_after=outcome.examples,
         )
     return outcome
 
 
-def _explain(factory: Callable[[], Sandbox], session: NewCustomerSession) -> str:
+def _explain(factory: Callable[[], Sandbox], session: AnySession) -> str:
     try:
         return factory().update(SESSION_ID, session).explain()
     except SandboxError as exc:
@@ -512,7 +710,13 @@ def _explain(factory: Callable[[], Sandbox], session: NewCustomerSession) -> str
 
 
 def _lifecycle_search(
-    factory: Callable[[], Sandbox], examples: int, seed: int | None, *, shrink: bool = True
+    factory: Callable[[], Sandbox],
+    examples: int,
+    seed: int | None,
+    *,
+    shrink: bool = True,
+    properties: Mapping[str, Property] | None = None,
+    run: _RunOptions | None = None,
 ) -> _Outcome:
     from hypothesis.stateful import run_state_machine_as_test
 
@@ -521,9 +725,14 @@ def _lifecycle_search(
     machines: list[SessionLifecycle] = []
 
     class RulesLifecycle(SessionLifecycle):
+        user_properties: ClassVar[Mapping[str, Callable[..., object]]] = dict(properties or {})
+
         def make_sandbox(self) -> Sandbox:
             machines.append(self)
             return factory()
+
+        def sessions(self, sb: Sandbox) -> st.SearchStrategy[Any]:
+            return st.one_of(super().sessions(sb), combination_sessions(sb))
 
     # run_state_machine_as_test takes no seed: a seeded run is derandomized instead,
     # so it is reproducible (though the same for every seed).
@@ -558,38 +767,160 @@ def _lifecycle_search(
     return outcome
 
 
-def fuzz(path: str | Path, *, examples: int = 200, seed: int | None = None) -> FuzzReport:
+def fuzz(
+    path: str | Path,
+    *,
+    examples: int = 200,
+    seed: int | None = None,
+    time_budget: float | None = None,
+    database: Any = None,
+) -> FuzzReport:
     """Fuzz a rules file; see the module docstring.
 
-    Bad files, and properties with the wrong signature or returning no bool,
-    raise :class:`RulesFileError`.
+    ``time_budget`` (seconds) ends the run early: once it is spent, the remaining
+    examples pass at once. ``database`` is a Hypothesis example database (for
+    example ``DirectoryBasedExampleDatabase(".hypothesis/examples")``): a failure
+    found once is tried first next time. Bad files, and properties with the wrong
+    signature or returning no bool, raise :class:`RulesFileError`.
     """
     if type(examples) is not int or examples < 1:
         raise RulesFileError(f"fuzz(examples=...) must be a positive integer, got {examples!r}")
+    if time_budget is not None and not (isinstance(time_budget, int | float) and time_budget > 0):
+        raise RulesFileError(f"fuzz(time_budget=...) must be seconds > 0, got {time_budget!r}")
+    started = time.monotonic()
     factory, properties = load_rules(path)
+    run = _RunOptions(
+        key=str(Path(path).resolve()),
+        database=database,
+        deadline=None if time_budget is None else started + time_budget,
+    )
     strategy = fuzz_sessions(factory())
     checks: dict[str, _SessionCheck] = dict(BUILTIN_CHECKS)
     checks.update({name: _property_check(name, prop) for name, prop in properties.items()})
     outcomes: list[_Outcome] = []
     for name, check in checks.items():
-        outcome = _search(name, check, factory, strategy, examples, seed)
+        outcome = _search(name, check, factory, strategy, examples, seed, run)
         if outcome.usage is not None:
             raise RulesFileError(f"{path}: {outcome.usage}")
         outcomes.append(outcome)
     # Once a rule is known to keep outside state, each new session it has not seen fails
     # the lifecycle again and shrinking would go on and on: search, but do not shrink.
     known = any(o.outside is not None for o in outcomes)
-    outcomes.append(_lifecycle_search(factory, max(5, examples // 20), seed, shrink=not known))
+    lifecycle = _lifecycle_search(
+        factory,
+        max(10, examples // 4),
+        seed,
+        shrink=not known,
+        properties=properties,
+        run=run,
+    )
+    outcomes.append(lifecycle)
     # One rule keeping outside state makes every check flaky: report it once, first.
     outside = next((o.outside for o in outcomes if o.outside is not None), None)
     violations = [o.violation for o in outcomes if o.violation is not None]
+    failed = {v.check for v in violations}
+    if lifecycle.violation is not None and lifecycle.violation.invariant in failed:
+        # A property a single session already breaks is reported once, with that
+        # smaller counterexample; the lifecycle reports what only a lifecycle shows.
+        violations.remove(lifecycle.violation)
     if outside is not None:
         violations.insert(0, outside)
-    return FuzzReport(str(path), examples, seed, (*checks, OUTSIDE_STATE, "lifecycle"), violations)
+    names = (*checks, OUTSIDE_STATE, "lifecycle")
+    tried = {name: o.examples for name, o in zip((*checks, "lifecycle"), outcomes, strict=True)}
+    return FuzzReport(
+        str(path),
+        examples,
+        seed,
+        names,
+        violations,
+        tried=tried,
+        seconds=time.monotonic() - started,
+        combinations=dict(run.combinations.most_common()),
+        reasons=dict(run.reasons.most_common()),
+        out_of_time=run.out_of_time(),
+    )
 
 
-def fuzz_sessions(sb: Sandbox) -> st.SearchStrategy[NewCustomerSession]:
-    """The sessions ``fuzz`` submits: the sandbox's own codes half the time, open or closed."""
+def fuzz_sessions(sb: Sandbox) -> st.SearchStrategy[AnySession]:
+    """The sessions ``fuzz`` submits, open or closed: the rule-aware sessions with the
+    sandbox's own codes, and as often sessions built to satisfy several campaigns'
+    hints at once (:func:`combination_sessions`), where stacking bugs live."""
     from strategies._lifecycle import inventory_sessions
 
-    return inventory_sessions(sb, state=st.sampled_from((SessionState.OPEN, SessionState.CLOSED)))
+    states = st.sampled_from((SessionState.OPEN, SessionState.CLOSED))
+    return st.one_of(inventory_sessions(sb, state=states), combination_sessions(sb, states=states))
+
+
+def combination_sessions(
+    sb: Sandbox, *, states: st.SearchStrategy[SessionState] | None = None
+) -> st.SearchStrategy[AnySession]:
+    """Sessions that satisfy the hints of two or three campaigns at once.
+
+    For each campaign picked: one of its coupons (several campaigns' coupons make a V2
+    session with ``couponCodes``) or its referral, the attribute values, SKUs and
+    categories its conditions compare against, and a total on one of its thresholds
+    or a cent either side (the cart priced to land on it). Profiles come from a pool
+    of two, so that lifecycles meet the same profile again.
+    """
+    campaigns = [c for c in sb.campaigns if c.rules]
+    if not campaigns:
+        return st.nothing()
+    pick = st.lists(
+        st.sampled_from(campaigns),
+        min_size=min(2, len(campaigns)),
+        max_size=min(3, len(campaigns)),
+        unique_by=lambda c: c.id,
+    )
+    return _combination(pick, states or st.just(SessionState.OPEN))
+
+
+@st.composite
+def _combination(
+    draw: st.DrawFn,
+    pick: st.SearchStrategy[list[Campaign]],
+    states: st.SearchStrategy[SessionState],
+) -> AnySession:
+    chosen = draw(pick)
+    hints = [h for c in chosen for rule in c.rules for cond in rule.conditions for h in cond.hints]
+    coupons = [draw(st.sampled_from(sorted(c.coupons))) for c in chosen if c.coupons]
+    referrals = [code for c in chosen for code in sorted(c.referrals)]
+    referral = draw(st.none() | st.sampled_from(referrals)) if referrals else None
+    profile = draw(st.none() | st.sampled_from(("p1", "p2")))
+    attributes: dict[str, Any] = {}
+    for hint in hints:
+        if hint.kind == "attribute" and hint.key is not None:
+            attributes[hint.key] = hint.value
+    categories = sorted({str(h.value) for h in hints if h.kind == "category"})
+    skus = sorted({str(h.value) for h in hints if h.kind == "sku"})
+    thresholds = sorted(
+        {
+            Decimal(h.value) + delta
+            for h in hints
+            if h.kind in ("total", "number")
+            and isinstance(h.value, int | Decimal)
+            and not isinstance(h.value, bool)
+            and Decimal(0) < Decimal(h.value) < Decimal(100_000)
+            for delta in (Decimal("-0.01"), Decimal(0), Decimal("0.01"))
+        }
+    )
+    total = draw(st.sampled_from(thresholds)) if thresholds else Decimal(draw(st.integers(1, 300)))
+    lines = [("cat-" + c, c, None) for c in categories] + [(s, None, s) for s in skus]
+    items = []
+    unit = Decimal("1.00")
+    for sku, category, _ in lines:
+        items.append(
+            CartItem(sku=sku, quantity=draw(st.integers(1, 3)), price=unit, category=category)
+        )
+    rest = total - sum((i.line_total for i in items), Decimal(0))
+    if rest > 0:
+        items.append(CartItem(sku="basket", quantity=1, price=rest.quantize(Decimal("0.01"))))
+    state = draw(states)
+    fields: dict[str, Any] = {
+        "profile_id": profile,
+        "cart_items": tuple(items),
+        "attributes": attributes or None,
+        "state": state,
+    }
+    if len(coupons) > 1:
+        return NewCustomerSessionV2(coupon_codes=tuple(coupons), referral_code=referral, **fields)
+    return NewCustomerSession(coupon=coupons[0] if coupons else None, referral=referral, **fields)

@@ -28,7 +28,7 @@ import attrs
 
 from sandbox.errors import RuleError, SandboxError
 from sandbox.ledger import usage_key
-from sandbox.models import NewCustomerSession, SessionState
+from sandbox.models import AnySession, NewCustomerSession, SessionState
 from sandbox.state import CampaignTrace, IntegrationState, RuleTrace
 from sandbox.talon import EffectType
 
@@ -419,7 +419,7 @@ def _code_usage(sb: Sandbox) -> list[tuple[str, str, int, int]]:
 
 
 def dry_run_changes_nothing(
-    sb: Sandbox, session_id: str, session: NewCustomerSession | Mapping[str, Any]
+    sb: Sandbox, session_id: str, session: AnySession | Mapping[str, Any]
 ) -> IntegrationState | None:
     """A dry update leaves the sandbox exactly as it was, even when it raises.
 
@@ -449,7 +449,7 @@ def dry_run_changes_nothing(
 
 
 def deterministic(
-    sb: Sandbox, session: NewCustomerSession | Mapping[str, Any], *, session_id: str = _PROBE_ID
+    sb: Sandbox, session: AnySession | Mapping[str, Any], *, session_id: str = _PROBE_ID
 ) -> IntegrationState:
     """Two dry evaluations of the same session give the same answer.
 

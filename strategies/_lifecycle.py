@@ -13,6 +13,9 @@ plain message instead of Hypothesis' ``FlakyFailure``.
 
 from __future__ import annotations
 
+import inspect
+import os
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import attrs
@@ -21,6 +24,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from hypothesis.strategies import SearchStrategy
 
 from sandbox.codec import dumps, to_wire
+from sandbox.conditions import NotABoolError, as_bool
 from sandbox.core import Sandbox
 from sandbox.errors import TransitionError
 from sandbox.invariants import (
@@ -58,6 +62,32 @@ def inventory_sessions(sb: Sandbox, **fixed: Any) -> SearchStrategy[NewCustomerS
     return st.one_of(_sessions(sb, **fixed), _sessions(sb, **{**codes, **fixed}))
 
 
+def _properties(given: Any) -> dict[str, Callable[..., object]]:
+    if given is None:
+        return {}
+    if isinstance(given, Mapping):
+        items = list(given.items())
+    else:
+        items = [(getattr(p, "__name__", f"property_{i}"), p) for i, p in enumerate(given)]
+    for name, prop in items:
+        if not callable(prop):
+            raise TypeError(f"for_rules(properties=...): {name} is not callable: {prop!r}")
+    return dict(items)
+
+
+def _takes_sandbox(prop: Callable[..., object]) -> bool:
+    takes = getattr(prop, "takes_sandbox", None)  # a rules file's Property knows
+    if takes is not None:
+        return bool(takes)
+    try:
+        inspect.signature(prop).bind(None)
+    except TypeError:
+        return True
+    except ValueError:
+        return False
+    return False
+
+
 def _outside_state(
     cls: type[SessionLifecycle],
 ) -> dict[str, tuple[OutsideStateError, list[dict[str, Any]]]]:
@@ -84,21 +114,46 @@ class SessionLifecycle(RuleBasedStateMachine):
     """
 
     sb: Sandbox
+    user_properties: ClassVar[Mapping[str, Callable[..., object]]] = {}
+    """The user's properties, checked after every step that answers (``for_rules``)."""
+
     outside_state: ClassVar[dict[str, tuple[OutsideStateError, list[dict[str, Any]]]]]
     """Per machine class: the steps (as JSON) after which a rule was caught
     keeping outside state, with the error and the steps, so that a replay of
     the same steps fails the same way. Filled in by the machine."""
 
     @classmethod
-    def for_rules(cls, build: Any, *, name: str | None = None) -> type[SessionLifecycle]:
+    def for_rules(
+        cls,
+        build: Any,
+        *,
+        name: str | None = None,
+        properties: Any = None,
+    ) -> type[SessionLifecycle]:
         """A machine over ``build()``'s sandbox, for the three-line test::
 
-        from strategies import SessionLifecycle
+        from sandbox.strategies import SessionLifecycle
         from my_rules import build
         TestMyRules = SessionLifecycle.for_rules(build).TestCase
+
+        ``properties`` (a list of functions, or a mapping of names to them) are
+        checked after every step that answers, like the built-in invariants: each
+        takes the answer (``state``), or the answer and the sandbox (``state, sb``),
+        and returns True or False. ``build`` may also be a rules file's path: then
+        the file's ``build()`` (or ``sandbox``) and, unless ``properties`` is
+        given, its own ``property_*`` functions are used.
         """
+        if isinstance(build, str | os.PathLike):
+            from sandbox.fuzzing import load_rules
+
+            factory, found = load_rules(os.fspath(build))
+            if properties is None:
+                properties = found
+            name = name or str(build)
+            build = factory
         if not callable(build):
             raise TypeError(f"for_rules(build) needs a callable returning a Sandbox, got {build!r}")
+        checked = _properties(properties)
 
         def make_sandbox(self: SessionLifecycle) -> Sandbox:
             sb = build()
@@ -109,7 +164,11 @@ class SessionLifecycle(RuleBasedStateMachine):
         title = (
             name or f"{getattr(build, '__module__', 'rules')}.{getattr(build, '__name__', 'build')}"
         )
-        return type(f"Lifecycle[{title}]", (cls,), {"make_sandbox": make_sandbox})
+        return type(
+            f"Lifecycle[{title}]",
+            (cls,),
+            {"make_sandbox": make_sandbox, "user_properties": checked},
+        )
 
     def make_sandbox(self) -> Sandbox:
         """The sandbox under test, fresh for every run: override this."""
@@ -149,6 +208,33 @@ class SessionLifecycle(RuleBasedStateMachine):
 
     def _check(self, state: IntegrationState) -> None:
         check_state(state)
+        for name, prop in self.user_properties.items():
+            try:
+                held = prop(state, self.sb) if _takes_sandbox(prop) else prop(state)
+            except InvariantViolation:
+                raise
+            except Exception as exc:
+                raise InvariantViolation(
+                    name,
+                    f"raised {type(exc).__name__}: {exc}",
+                    session_id=state.session_id,
+                ) from exc
+            try:
+                ok = as_bool(held)
+            except NotABoolError:
+                raise InvariantViolation(
+                    name, f"returned {held!r}, not a bool", session_id=state.session_id
+                ) from None
+            if not ok:
+                raise InvariantViolation(
+                    name,
+                    f"returned {held!r} after {state.action} of session {state.session_id!r}",
+                    session_id=state.session_id,
+                    values={
+                        "total": state.session.effective_total,
+                        "discount": state.total_discount,
+                    },
+                )
 
     # -- moves --------------------------------------------------------------------
 

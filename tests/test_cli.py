@@ -694,7 +694,10 @@ def test_demo_exits_0_on_a_fresh_install(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("prop", "expected"),
     [
-        ("def property_x(state, sandbox):\n    return True\n", "property_x(state, sandbox) cannot"),
+        (
+            "def property_x(state, sandbox, more):\n    return True\n",
+            "property_x(state, sandbox, more) cannot",
+        ),
         ("def property_x(state):\n    state.total_discount < 1\n", "property_x returned None"),
     ],
 )

@@ -16,6 +16,8 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 def test_planted_bug_is_found_with_a_small_replayable_shrunk_session() -> None:
     report = fuzz(EXAMPLES / "planted_bug.py", examples=120, seed=1)
+    # The lifecycle checks the property after every step too; a property that one
+    # session breaks is reported once, with that smaller counterexample.
     assert [v.check for v in report.violations] == ["property_at_most_half_off"]
     (violation,) = report.violations
     (request,) = violation.replay
@@ -213,7 +215,7 @@ def test_every_reported_violation_belongs_to_a_listed_check(tmp_path: Path) -> N
 
 PROPERTY_SIGNATURES = {
     "no argument": "def property_x():\n    return True\n",
-    "two arguments": "def property_x(state, sb):\n    return True\n",
+    "three arguments": "def property_x(state, sb, extra):\n    return True\n",
     "keyword-only": "def property_x(*, state):\n    return True\n",
 }
 
@@ -266,3 +268,25 @@ def test_a_property_returning_no_bool_is_bad_usage(
     )
     with pytest.raises(RulesFileError, match=expected):
         fuzz(rules, examples=5, seed=1)
+
+
+def test_a_property_may_take_the_sandbox_to_check_the_whole_lifecycle(tmp_path: Path) -> None:
+    # A user property violated only after a cancel: the lifecycle machine finds it.
+    rules = tmp_path / "cancel_rules.py"
+    rules.write_text(
+        "from sandbox import Sandbox, conditions as c, effects as e\n"
+        "def build():\n"
+        "    sb = Sandbox(now='2026-12-01T10:00:00Z')\n"
+        "    camp = sb.campaign('C')\n"
+        "    camp.coupon('SAVE-1')\n"
+        "    camp.rule('five', when=[c.coupon_valid], then=[e.set_discount('five', 5)])\n"
+        "    return sb\n"
+        "def property_nothing_is_ever_cancelled(state, sb):\n"
+        "    return all(s.state.value != 'cancelled' for s in sb.sessions.values())\n"
+    )
+    report = fuzz(rules, examples=60, seed=1)
+    assert [(v.check, v.invariant) for v in report.violations] == [
+        ("lifecycle", "property_nothing_is_ever_cancelled")
+    ]
+    steps = report.violations[0].replay
+    assert any(step.get("customerSession", {}).get("state") == "cancelled" for step in steps), steps

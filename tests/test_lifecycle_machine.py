@@ -138,3 +138,42 @@ def test_a_rule_keeping_outside_state_fails_plainly_not_as_a_flaky_failure(
             "differently for the same session and sandbox state: it keeps state outside the sandbox"
         ]
     )
+
+
+def test_a_user_property_violated_only_after_a_cancel_is_found() -> None:
+    import pytest
+    from hypothesis import settings
+    from hypothesis import strategies as st
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from sandbox import NewCustomerSession, Sandbox
+    from sandbox import conditions as c
+    from sandbox import effects as e
+    from sandbox.invariants import InvariantViolation
+    from sandbox.strategies import SessionLifecycle
+
+    def build() -> Sandbox:
+        sb = Sandbox(now="2026-12-01T10:00:00Z")
+        camp = sb.campaign("C")
+        camp.coupon("SAVE-1")
+        camp.rule("five", when=[c.coupon_valid], then=[e.set_discount("five", 5)])
+        return sb
+
+    def no_cancelled_session(state: object, sb: Sandbox) -> bool:
+        return all(s.state.value != "cancelled" for s in sb.sessions.values())
+
+    found = SessionLifecycle.for_rules(build, properties=[no_cancelled_session])
+
+    class Machine(found):  # type: ignore[misc, valid-type]
+        def sessions(self, sb: Sandbox) -> st.SearchStrategy[NewCustomerSession]:
+            # Cheap sessions: the test is about the property check, not session variety.
+            return st.just(NewCustomerSession(coupon="SAVE-1", total=Decimal(10)))
+
+    machine = Machine
+    with pytest.raises(InvariantViolation, match="no_cancelled_session"):
+        run_state_machine_as_test(
+            machine,
+            settings=settings(
+                max_examples=60, stateful_step_count=10, deadline=None, database=None
+            ),
+        )
