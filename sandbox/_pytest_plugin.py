@@ -4,6 +4,10 @@
   builds a fresh :class:`~sandbox.Sandbox` (arguments passed through, ``now``
   required as ``Sandbox`` requires it), safe in ``@given`` tests.
 - An effect-by-effect diff when ``assert a == b`` fails on two IntegrationStates.
+- ``--sandbox-coverage``: rule coverage over the whole test run (every answer
+  of every sandbox: rules fired, the condition that stopped each, the reasons
+  produced, and what never happened), printed at the end; with xdist the
+  workers' counts are merged.
 - Hypothesis profiles "dev" (50 examples) and "fuzz" (2000, no deadline), for
   ``--hypothesis-profile=...``; registered only if not already registered,
   and never loaded here.
@@ -29,10 +33,61 @@ if TYPE_CHECKING:
     from sandbox.state import Effect, IntegrationState
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("promo-sandbox")
+    group.addoption(
+        "--sandbox-coverage",
+        action="store_true",
+        default=False,
+        help="report promo-sandbox rule coverage (rules fired, conditions that failed, "
+        "rejection reasons) over the test run",
+    )
+
+
+_COVERAGE = pytest.StashKey[Any]()
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     # tryfirst: Hypothesis' own pytest_configure loads --hypothesis-profile, which must exist by then.
     register_profiles()
+    if config.getoption("sandbox_coverage", default=False):
+        from sandbox.coverage import Coverage
+
+        coverage = Coverage()
+        recording = coverage.recording()
+        recording.__enter__()
+        config.stash[_COVERAGE] = (coverage, recording)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    found = session.config.stash.get(_COVERAGE, None)
+    if found is None:
+        return
+    coverage, recording = found
+    recording.__exit__(None, None, None)
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller merges and reports
+        workeroutput["promo_sandbox_coverage"] = coverage.to_json()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist: merge a finished worker's coverage into the controller's."""
+    found = node.config.stash.get(_COVERAGE, None)
+    data = getattr(node, "workeroutput", {}).get("promo_sandbox_coverage")
+    if found is not None and data is not None:
+        from sandbox.coverage import Coverage
+
+        found[0].merge(Coverage.from_json(data))
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    found = config.stash.get(_COVERAGE, None)
+    if found is None or getattr(config, "workeroutput", None) is not None:
+        return
+    terminalreporter.section("promo-sandbox rule coverage")
+    terminalreporter.write_line(found[0].report())
 
 
 def register_profiles() -> None:

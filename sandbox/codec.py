@@ -27,6 +27,7 @@ import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from sandbox._decode import Refused, decoder_for
 from sandbox.errors import Problem, ValidationError, escape_pointer_token
 from sandbox.models import (
     MAX_ATTRIBUTE_DEPTH,
@@ -367,10 +368,15 @@ def from_wire(cls: type[T], data: Any, *, strict_total: bool = True) -> T:
     that differs from a non-empty cart's sum (at ``/total``).
     """
     try:
-        result = converter.structure(data, cls)
-    except Exception as exc:
-        problems = [_named(p) for p in _problems(exc, "")]
-        raise ValidationError(problems, subject=cls.__name__) from None
+        # The decode plan: one pass, for payloads it accepts (nearly all of them).
+        result: T = decoder_for(cls)(data)
+    except Refused:
+        # The full path: cattrs, every problem with its pointer and message.
+        try:
+            result = converter.structure(data, cls)
+        except Exception as exc:
+            problems = [_named(p) for p in _problems(exc, "")]
+            raise ValidationError(problems, subject=cls.__name__) from None
     if strict_total and isinstance(result, NewCustomerSession):
         check_total(result)
     return result

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -46,6 +46,7 @@ from sandbox.models import (
     describe,
     hint_candidate,
 )
+from sandbox.models import replace as replace_model
 from sandbox.profiles import CustomerProfile, ProfileRecord, ProfileUpdate
 from sandbox.responses import (
     campaign_wire,
@@ -181,10 +182,10 @@ class StoredSession:
         items = self.submitted.cart_items
         if items is not None and any(self.returned):
             items = tuple(
-                attrs.evolve(item, returned_quantity=back, remaining_quantity=item.quantity - back)
+                replace_model(item, returned_quantity=back, remaining_quantity=item.quantity - back)
                 for item, back in zip(items, self.returned, strict=True)
             )
-        return attrs.evolve(self.submitted, state=self.state, cart_items=items)
+        return replace_model(self.submitted, state=self.state, cart_items=items)
 
     def _repr_html_(self) -> str:
         from sandbox.display import stored_session_html
@@ -195,10 +196,15 @@ class StoredSession:
 class Sandbox:
     """A local Talon.One Application: campaigns, codes, limits, sessions.
 
+    ``Sandbox.observers`` (a class attribute) are called with every sandbox's every
+    evaluation answer, dry or not: rule coverage (:mod:`sandbox.coverage`) listens there.
+
     >>> sb = Sandbox(now="2026-12-01T10:00:00Z")
     >>> sb.now.isoformat()
     '2026-12-01T10:00:00+00:00'
     """
+
+    observers: ClassVar[list[Callable[[Sandbox, IntegrationState], None]]] = []
 
     def __init__(
         self,
@@ -784,6 +790,8 @@ class Sandbox:
                 response_content=request.response_content,
                 extras=self._extras(request, session_id, session_now, evaluation, meta, stored),
             )
+            for observer in Sandbox.observers:
+                observer(self, state)
             if dry:
                 return state
             # All of the new state is built before anything is stored, and the ledger
@@ -794,7 +802,8 @@ class Sandbox:
                     session_now,
                     SessionState.CLOSED,
                     evaluation.effects,
-                    closed_with=evaluation,
+                    # What rollbacks need: the effects and charges, not the why of each rule.
+                    closed_with=attrs.evolve(evaluation, failures=(), trace=()),
                     committed=evaluation.charges,
                     discounts_left=tuple(
                         (i, e.props["value"])
@@ -1235,7 +1244,7 @@ class Sandbox:
         for index, effect in enumerate(evaluation.effects):
             if effect.effect_type.is_discount and left.get(index):
                 effects.append(_rollback_discount(effect, left[index]))
-        session = attrs.evolve(stored.session, state=to)
+        session = replace_model(stored.session, state=to)
         meta = self._touched(stored)
         result = IntegrationState(
             stored.session_id,
@@ -1250,7 +1259,7 @@ class Sandbox:
         if to is SessionState.OPEN:
             new_stored = StoredSession(
                 stored.session_id,
-                attrs.evolve(stored.submitted, state=SessionState.OPEN),
+                replace_model(stored.submitted, state=SessionState.OPEN),
                 SessionState.OPEN,
                 (),
                 meta=meta,
@@ -1471,7 +1480,7 @@ def _merged_v2(stored: NewCustomerSessionV2, asked: NewCustomerSessionV2) -> New
     }
     if changes.get("referral_code") == "":
         changes["referral_code"] = None
-    return attrs.evolve(stored, **changes)
+    return replace_model(stored, **changes)
 
 
 def _asked_state(session: AnySession, current: SessionState | None) -> SessionState:
@@ -1499,15 +1508,15 @@ def _session_to_evaluate(
                 for a in attrs.fields(NewCustomerSession)
                 if getattr(asked, a.name) is not None
             }
-            return attrs.evolve(stored.submitted, **changes)
+            return replace_model(stored.submitted, **changes)
         asked = _v1_fields_sent(asked)
     if dry or stored is None:
         merged = asked
         if merged.referral_code == "":
-            merged = attrs.evolve(merged, referral_code=None)
+            merged = replace_model(merged, referral_code=None)
     else:
         merged = _merged_v2(as_v2(stored.submitted), asked)
-    return attrs.evolve(merged, state=state)
+    return replace_model(merged, state=state)
 
 
 def _check_repeats(session_id: str, stored: StoredSession, asked: AnySession) -> None:

@@ -34,6 +34,7 @@ from sandbox.talon import EffectType
 
 if TYPE_CHECKING:
     from sandbox.core import LimitCounter, Sandbox, StoredSession
+    from sandbox.coverage import Coverage
     from sandbox.profiles import CustomerProfile
     from sandbox.rules import Campaign, Limit
     from sandbox.state import CampaignTrace, Effect, IntegrationState, ProfileState, RuleTrace
@@ -741,3 +742,57 @@ def profile_state_html(state: ProfileState) -> str:
     elif not state.dry:
         parts.append("<div><i>rules not run (run_rule_engine=False)</i></div>")
     return box("profile-state", "".join(parts))
+
+
+def coverage_html(cov: Coverage) -> str:
+    """Rule coverage as tables; what never happened is highlighted."""
+    never = f"background:#ffebe9;color:{RED}"
+
+    def cell(n: int, text: str) -> str:
+        return esc(n) if n else f"<span style='{never}'>{esc(text)}</span>"
+
+    rows = []
+    for r in cov.rules.values():
+        rows.append(
+            [
+                esc(r.campaign),
+                esc(r.rule),
+                "",
+                esc(r.evaluated),
+                cell(r.fired, "never fired"),
+                esc(r.excluded) if r.excluded else "",
+            ]
+        )
+        for index, description in enumerate(r.conditions):
+            rows.append(
+                [
+                    "",
+                    "",
+                    f"condition {index}: {esc(description)}",
+                    "",
+                    cell(r.failed_at.get(index, 0), "never failed"),
+                    "",
+                ]
+            )
+    rules = table(
+        ("campaign", "rule", "condition", "evaluated", "fired / failed", "excluded"),
+        rows,
+        empty="no rules seen",
+        max_rows=500,
+    )
+    reasons = table(
+        ("code", "reason", "produced"),
+        (
+            [esc(kind), esc(reason), cell(cov.reasons.get((kind, reason), 0), "never")]
+            for kind, reason in _all_reasons()
+        ),
+        max_rows=100,
+    )
+    heading = f"<div><b>rule coverage</b> over {esc(cov.answers)} answer(s)</div>"
+    return box("coverage", heading + rules + section("rejection reasons", reasons))
+
+
+def _all_reasons() -> list[tuple[str, str]]:
+    from sandbox.coverage import _REASONS
+
+    return list(_REASONS)

@@ -248,11 +248,16 @@ def _limit_keys(
         if not found:
             return None
         values.append([(entity.value, v) for v in found])
-    bucket = period_bucket(limit.period, now)
+    bucket = _bucket(limit.period, now) if limit.period is not None else None
     return [
         CounterKey(campaign_id, limit.action.value, tuple(combo), bucket, limit.period)
         for combo in itertools.product(*values)
     ]
+
+
+@functools.lru_cache(maxsize=256)
+def _bucket(period: Any, now: datetime) -> str | None:
+    return period_bucket(period, now)
 
 
 def _room(
@@ -316,6 +321,7 @@ class _Run:
             else None
         )
         self.created: list[CreatedCode] = []  # by create effects that applied
+        self.budgets: dict[int, Any] = {}  # campaign id -> its budget counters, once per run
         # The code each campaign's rules see (DESIGN.md section 4), by campaign id.
         self.campaign_coupon: dict[int, _Code] = {}
         self.campaign_referral: dict[int, _Code] = {}
@@ -541,25 +547,52 @@ def _not_running(campaign: Campaign, now: datetime) -> str:
 # Rules: conditions, then the desired effects of fired rules
 
 
-@attrs.define
 class _Desired:
     """An effect a fired rule wants, before caps and budgets.
 
     A discount takes its value from a ``slot`` (the session, an item or a unit
     of it, a cost) that starts at ``base``; ``missing`` says why it cannot be
     applied at all (an item without the additional cost the effect discounts).
+    A plain slotted class: one is made per unit of every discounted item.
     """
 
-    spec: EffectSpec
-    effect_index: int
-    value: Decimal | None = None  # discounts: rounded, before any cap
-    position: int | None = None  # per-item discounts
-    sub_position: int | None = None  # per-unit discounts of a flattened cart
-    slot: _Slot | None = None
-    base: Decimal = ZERO
-    props: dict[str, Any] = attrs.Factory(dict)
-    missing: str | None = None
-    created: CreatedCode | None = None
+    __slots__ = (
+        "base",
+        "created",
+        "effect_index",
+        "missing",
+        "position",
+        "props",
+        "slot",
+        "spec",
+        "sub_position",
+        "value",
+    )
+
+    def __init__(
+        self,
+        spec: EffectSpec,
+        effect_index: int,
+        *,
+        value: Decimal | None = None,  # discounts: rounded, before any cap
+        position: int | None = None,  # per-item discounts
+        sub_position: int | None = None,  # per-unit discounts of a flattened cart
+        slot: _Slot | None = None,
+        base: Decimal = ZERO,
+        props: dict[str, Any] | None = None,
+        missing: str | None = None,
+        created: CreatedCode | None = None,
+    ) -> None:
+        self.spec = spec
+        self.effect_index = effect_index
+        self.value = value
+        self.position = position
+        self.sub_position = sub_position
+        self.slot = slot
+        self.base = base
+        self.props = props
+        self.missing = missing
+        self.created = created
 
 
 @attrs.define
@@ -696,6 +729,15 @@ def _details(condition: Condition, ctx: Context) -> str:
     return f"{condition.description}" + (f" (saw {seen})" if seen else "")
 
 
+def _lazy_details(condition: Condition, ctx: Context) -> Callable[[], str]:
+    """The details of a failed condition, worked out when read, on a copy of the
+    context as the condition saw it (the run's context moves on to other campaigns)."""
+    seen = ctx.for_campaign(ctx.campaign or "")
+    seen.coupon_valid, seen.coupon = ctx.coupon_valid, ctx.coupon
+    seen.referral_valid, seen.referral = ctx.referral_valid, ctx.referral
+    return lambda: _details(condition, seen)
+
+
 def _run_rules(run: _Run, campaign: Campaign, ctx: Context) -> _CampaignOutcome:
     outcome = _CampaignOutcome(campaign)
     for rule in campaign.rules:
@@ -723,7 +765,7 @@ def _run_rules(run: _Run, campaign: Campaign, ctx: Context) -> _CampaignOutcome:
                 campaign,
                 rule,
                 condition_index=failed_at,
-                details=_details(rule.conditions[failed_at], ctx),
+                details=_lazy_details(rule.conditions[failed_at], ctx),
             )
             continue
         outcome.fired.append(_FiredRule(rule, list(_desire(run, campaign, rule, ctx))))
@@ -1072,7 +1114,7 @@ def _apply_rule(
     created: list[CreatedCode] = []
     for desired in fired.desired:
         spec = desired.spec
-        props = dict(desired.props)
+        props = dict(desired.props) if desired.props else {}
         if desired.missing is not None:
             return [], [], (desired.effect_index, desired.missing)
         if desired.created is not None:
@@ -1111,19 +1153,23 @@ def _apply_rule(
             # (a line of 3 x 0.333 gives 0.99 off, not 1.00).
             value = min(want, max(cap, ZERO).quantize(run.quantum, ROUND_DOWN))
             if budgets is None:
-                budgets = (
-                    _budget_keys(run, campaign, LimitAction.SET_DISCOUNT, scope),
-                    _budget_keys(run, campaign, LimitAction.SET_DISCOUNT_EFFECT, scope),
-                )
+                budgets = run.budgets.get(campaign.id)
+                if budgets is None:
+                    budgets = (
+                        _budget_keys(run, campaign, LimitAction.SET_DISCOUNT, scope),
+                        _budget_keys(run, campaign, LimitAction.SET_DISCOUNT_EFFECT, scope),
+                    )
+                    run.budgets[campaign.id] = budgets
             (budget_keys, missing), (count_keys, missing_count) = budgets
             if missing or missing_count:
                 return [], [], (desired.effect_index, missing or missing_count or "")
             for key, limit in count_keys:
                 if _room(run.world.counters, key, limit, pending) < 1:
                     return [], [], (desired.effect_index, f"limit {limit.describe()} reached")
-            room = min(
-                (_room(run.world.counters, key, limit, pending) for key, limit in budget_keys),
-                default=None,
+            room = (
+                min(_room(run.world.counters, key, limit, pending) for key, limit in budget_keys)
+                if budget_keys
+                else None
             )
             if room is not None and value > room:
                 # What is left is given in currency precision, rounded down so the budget
@@ -1139,12 +1185,14 @@ def _apply_rule(
                         ),
                     )
                 value = room
-            for key, _ in budget_keys:
-                pending[key] = pending.get(key, ZERO) + value
-                charges.append(Charge(key, value, effect_ref=len(effects)))
-            for key, _ in count_keys:
-                pending[key] = pending.get(key, ZERO) + 1
-                charges.append(Charge(key, Decimal(1), effect_ref=len(effects)))
+            if budget_keys:
+                for key, _ in budget_keys:
+                    pending[key] = pending.get(key, ZERO) + value
+                    charges.append(Charge(key, value, effect_ref=len(effects)))
+            if count_keys:
+                for key, _ in count_keys:
+                    pending[key] = pending.get(key, ZERO) + 1
+                    charges.append(Charge(key, ONE, effect_ref=len(effects)))
             session_left -= value
             if desired.slot is not None:
                 slot_left = left.get(desired.slot)
@@ -1264,13 +1312,14 @@ def _evaluate(session: AnySession, world: World) -> Evaluation:
                 CampaignTrace(campaign.id, campaign.name, _not_running(campaign, world.now))
             )
             continue
-        ctx = base_ctx.for_campaign(campaign.name)
+        # One context for the run; only the campaign's own fields change from campaign to
+        # campaign (conditions and amounts use it while their campaign runs, never later).
+        ctx = base_ctx
+        ctx.campaign = campaign.name
         coupon = run.campaign_coupon.get(campaign.id)
-        if coupon is not None:
-            ctx.coupon_valid, ctx.coupon = True, coupon.stored
+        ctx.coupon_valid, ctx.coupon = (True, coupon.stored) if coupon else (False, None)
         referral = run.campaign_referral.get(campaign.id)
-        if referral is not None:
-            ctx.referral_valid, ctx.referral = True, referral.stored
+        ctx.referral_valid, ctx.referral = (True, referral.stored) if referral else (False, None)
         outcomes.append(_run_rules(run, campaign, ctx))
 
     # 3. Evaluation groups
@@ -1298,6 +1347,20 @@ def _evaluate(session: AnySession, world: World) -> Evaluation:
 
 def _apply_campaign(run: _Run, outcome: _CampaignOutcome, applied_groups: set[int]) -> None:
     campaign = outcome.campaign
+    if (
+        not outcome.fired
+        and campaign.id not in run.campaign_coupon
+        and campaign.id not in run.campaign_referral
+    ):
+        # Nothing fired and no code to decide: only the failures and the trace.
+        traces = []
+        for rule in campaign.rules:
+            failure = outcome.failed.get(rule.index)
+            traces.append(RuleTrace(rule.index, rule.title, fired=False, failure=failure))
+            if failure is not None:
+                run.failures.append(failure)
+        run.trace.append(CampaignTrace(campaign.id, campaign.name, None, tuple(traces)))
+        return
     list_group = (
         campaign.group.id
         if campaign.group is not None and campaign.group.mode is GroupMode.LIST_ORDER

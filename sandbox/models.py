@@ -24,7 +24,7 @@ import math
 import reprlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import attrs
 
@@ -52,6 +52,7 @@ __all__ = [
     "SessionState",
     "check_total",
     "describe",
+    "replace",
     "shown_number",
 ]
 
@@ -242,6 +243,7 @@ def text(*, min_length: int = 0, max_length: int = MAX_STRING_LENGTH) -> Check:
                 "", _named(name, f"must have at most {max_length} characters: {len(value)} given")
             )
 
+    check.spec = ("text", min_length, max_length)  # type: ignore[attr-defined]
     return check
 
 
@@ -256,10 +258,11 @@ def integer(*, minimum: int = -MAX_INTEGER, maximum: int = MAX_INTEGER) -> Check
         elif value > maximum:
             yield Problem("", _named(name, f"must be <= {maximum}: {shown_number(value)}"))
 
+    check.spec = ("integer", minimum, maximum)  # type: ignore[attr-defined]
     return check
 
 
-def _too_precise(value: Decimal) -> bool:
+def too_precise(value: Decimal) -> bool:
     """More than MAX_DECIMAL_PLACES digits after the point, not counting trailing zeros."""
     _, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)
@@ -273,7 +276,7 @@ def bound_problem(value: Decimal, maximum: Decimal) -> str | None:
     """Why a finite Decimal is out of the wire format's bounds, or None."""
     if value.copy_abs() >= maximum:  # copy_abs: no context, so no Overflow
         return f"must be below {maximum:.0E}: {shown_number(value)}"
-    if _too_precise(value):
+    if too_precise(value):
         return (
             f"must have at most {MAX_DECIMAL_PLACES} digits after the decimal point: "
             f"{shown_number(value)}"
@@ -294,6 +297,7 @@ def number(*, minimum: Decimal | None = None, maximum: Decimal = MAX_MONEY) -> C
         elif (problem := bound_problem(value, maximum)) is not None:
             yield Problem("", _named(name, problem))
 
+    check.spec = ("number", minimum, maximum)  # type: ignore[attr-defined]
     return check
 
 
@@ -317,6 +321,7 @@ def one_of(enum_type: type[enum.StrEnum]) -> Check:
                 "", _named(name, f"must be one of {allowed} (got {describe(value)}){hint}")
             )
 
+    check.spec = ("enum", enum_type)  # type: ignore[attr-defined]
     return check
 
 
@@ -346,6 +351,7 @@ def array_of(item: Check, *, max_items: int | None = None) -> Check:
                 yield problem.within(f"/{index}")
 
     check.max_items = max_items  # type: ignore[attr-defined]
+    check.spec = ("array", getattr(item, "spec", None), max_items)  # type: ignore[attr-defined]
     return check
 
 
@@ -359,6 +365,7 @@ def instance_of(cls: type) -> Check:
                 ),
             )
 
+    check.spec = ("model", cls)  # type: ignore[attr-defined]
     return check
 
 
@@ -383,12 +390,16 @@ def object_of(item: Check) -> Check:
             for problem in item(_item(name, f".{key}"), element):
                 yield problem.within(pointer)
 
+    check.spec = ("object", getattr(item, "spec", None))  # type: ignore[attr-defined]
     return check
 
 
 def json_value(name: str | None, value: Any) -> Iterator[Problem]:
     """Any JSON value within the bounds; numbers must be int or Decimal so they stay exact."""
     yield from _json_problems(name, value, 1)
+
+
+json_value.spec = ("json",)  # type: ignore[attr-defined]
 
 
 def _json_problems(name: str | None, value: Any, depth: int) -> Iterator[Problem]:
@@ -440,6 +451,7 @@ def optional(check: Check) -> Check:
             yield from check(name, value)
 
     wrapped.max_items = getattr(check, "max_items", None)  # type: ignore[attr-defined]
+    wrapped.spec = ("optional", getattr(check, "spec", None))  # type: ignore[attr-defined]
     return wrapped
 
 
@@ -476,6 +488,22 @@ def field_problems(instance: Any) -> Iterator[Problem]:
         name = wire_name(attribute)
         for problem in check(name, getattr(instance, attribute.name)):
             yield problem.within(f"/{name}")
+
+
+_M = TypeVar("_M")
+
+
+def replace(instance: _M, **changes: Any) -> _M:
+    """``attrs.evolve`` for a valid model and values taken from valid models: no
+    second round of checks (what the update path does on every session)."""
+    cls: Any = type(instance)
+    made: _M = object.__new__(cls)
+    for field in attrs.fields(cls):
+        name = field.name
+        object.__setattr__(
+            made, name, changes[name] if name in changes else getattr(instance, name)
+        )
+    return made
 
 
 class _Validated:

@@ -7,7 +7,7 @@ camelCase JSON-ready dicts, money as numbers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -118,7 +118,12 @@ class Effect:
 
 @attrs.frozen
 class RuleFailureReason:
-    """Why a rule did not fire (Talon.One's ``RuleFailureReason``)."""
+    """Why a rule did not fire (Talon.One's ``RuleFailureReason``).
+
+    ``details`` may be given as a callable: what a failing condition read is
+    worked out only when someone reads it (explain(), the wire form, equality),
+    not on every evaluation.
+    """
 
     campaign_id: int
     campaign_name: str
@@ -127,13 +132,23 @@ class RuleFailureReason:
     rule_name: str
     condition_index: int | None = None
     effect_index: int | None = None
-    details: str = ""
+    _details: str | Callable[[], str] = attrs.field(
+        default="", alias="details", eq=lambda d: d() if callable(d) else d, repr=False
+    )
     coupon_id: int | None = None
     coupon_value: str | None = None
     referral_id: int | None = None
     referral_value: str | None = None
     evaluation_group_id: int | None = None
     evaluation_group_mode: str | None = None
+
+    @property
+    def details(self) -> str:
+        found = self._details
+        if callable(found):
+            found = found()
+            object.__setattr__(self, "_details", found)  # worked out once
+        return found
 
     def to_wire(self) -> dict[str, Any]:
         return _drop_none(
