@@ -8,7 +8,8 @@
   reached and released by a cancel; then a short ``fuzz`` and its verdict.
   With another rules file, a dry run per code of the file instead of the
   story. Exits 1 when the fuzz finds a violation, as ``fuzz`` does.
-- ``eval RULES.py SESSIONS.jsonl [--dry] [--out FILE] [--strict] [--explain]``:
+- ``eval RULES.py SESSIONS.jsonl [--dry] [--out FILE] [--strict] [--explain]
+  [--jobs N | --dask ADDRESS]``:
   one call per line, in order, against one sandbox. A line is a session dict
   (session id ``line-N``), ``{"customerSessionId", "customerSession", "dry"}``,
   or one of the lifecycle steps ``fuzz`` prints (``{"reopen": ID}``,
@@ -30,6 +31,13 @@
   clock); ``--out FILE`` writes the answers there; ``--explain`` prints why
   each rule fired or not instead of JSON. On a terminal, a progress bar
   (tqdm) is drawn on stderr unless the answers scroll past on that terminal.
+  With ``--dry``, ``--jobs N`` evaluates in N local worker processes and
+  ``--dask ADDRESS`` on a Dask cluster (:mod:`sandbox.parallel`): each worker
+  builds the sandbox from the rules file, and the output (stdout, the stderr
+  messages, the exit code) is the sequential run's, in input order. Clock moves
+  are applied in order in this process; the lines after one are evaluated at
+  the new time. Without ``--dry`` both are refused (exit 2): a run that stores
+  sessions carries state from line to line, so it stays sequential.
 - ``fuzz RULES.py [--examples N] [--seed S]``: checks the built-in invariants
   and the file's own ``property_*`` functions on generated sessions and
   lifecycles; prints each shrunk counterexample as replayable JSON.

@@ -112,7 +112,8 @@ class Future(Protocol[R_co]):
 
 
 class Runner(Protocol):
-    """Where shards run: ``submit(fn, arg)`` returns a future of ``fn(arg)``."""
+    """Where shards run: ``submit(fn, arg)`` returns a future of ``fn(arg)``. An error
+    that ``submit`` or a future's ``result`` raises goes through ``broken``."""
 
     @property
     def in_flight(self) -> int:
@@ -138,9 +139,23 @@ class _Done(Generic[R]):
     """Records already known (a clock move evaluated here), queued in their place."""
 
     records: list[R]
+    first: int
 
     def result(self) -> list[R]:
         return self.records
+
+    def cancel(self) -> bool:
+        return False
+
+
+@attrs.frozen
+class _Failed:
+    """A shard that could not be submitted: its result is the submit's error."""
+
+    error: Exception
+
+    def result(self) -> Any:
+        raise self.error
 
     def cancel(self) -> bool:
         return False
@@ -168,20 +183,31 @@ def evaluate_dry(
     if sandbox is None:
         sandbox = _load(source.path)
     pieces = _pieces(source, lines, evaluate, sandbox, moves_clock)
-    pending: deque[Future[list[R]] | _Done[R]] = deque()
+    # Each entry: the future of a shard's records, and the line numbers it spans.
+    pending: deque[tuple[Future[list[R]] | _Done[R] | _Failed, int, int]] = deque()
     try:
         while True:
             # Wait before reading on: at most `in_flight` shards of input are held.
             while len(pending) >= max(runner.in_flight, 1):
-                yield from _result(pending.popleft(), runner)
+                yield from _result(*pending.popleft(), runner)
             piece = next(pieces, None)
             if piece is None:
                 break
-            pending.append(piece if isinstance(piece, _Done) else runner.submit(_run, piece))
+            if isinstance(piece, _Done):
+                pending.append((piece, piece.first, piece.first))
+                continue
+            first, last = piece.lines[0][0], piece.lines[-1][0]
+            try:
+                pending.append((runner.submit(_run, piece), first, last))
+            except Exception as exc:
+                # A pool found broken on submit: the shards before this one may still
+                # have their answers, so the failure takes its place in the queue.
+                pending.append((_Failed(exc), first, last))
+                break
         while pending:
-            yield from _result(pending.popleft(), runner)
+            yield from _result(*pending.popleft(), runner)
     finally:
-        for future in pending:
+        for future, _, _ in pending:
             future.cancel()
 
 
@@ -200,7 +226,7 @@ def _pieces(
             if shard:
                 yield _Shard(source, sb.now, tuple(shard), evaluate)
                 shard = []
-            yield _Done([evaluate(sb, number, raw)])
+            yield _Done([evaluate(sb, number, raw)], number)
             continue
         shard.append((number, raw))
         if len(shard) >= size:
@@ -211,14 +237,20 @@ def _pieces(
         yield _Shard(source, sb.now, tuple(shard), evaluate)
 
 
-def _result(future: Future[list[R]] | _Done[R], runner: Runner) -> list[R]:
+def _result(
+    future: Future[list[R]] | _Done[R] | _Failed, first: int, last: int, runner: Runner
+) -> list[R]:
     try:
         return future.result()
     except Exception as exc:
         failure = runner.broken(exc)
         if failure is None:
             raise
-        raise failure from None
+        span = f"line {first}" if first == last else f"lines {first}-{last}"
+        raise ParallelError(
+            f"{failure} while {span} or later ones were being evaluated; "
+            f"no answers from line {first} on"
+        ) from None
 
 
 # ---------------------------------------------------------------------------
@@ -288,18 +320,14 @@ class LocalRunner:
         return 2 * self.jobs
 
     def submit(self, fn: Callable[[Any], R], arg: Any) -> Future[R]:
-        try:
-            return self._pool.submit(fn, arg)
-        except BrokenProcessPool as exc:
-            raise self._died(exc) from None
+        return self._pool.submit(fn, arg)
 
     def broken(self, exc: BaseException) -> ParallelError | None:
-        return self._died(exc) if isinstance(exc, BrokenProcessPool) else None
-
-    def _died(self, exc: BaseException) -> ParallelError:
+        if not isinstance(exc, BrokenProcessPool):
+            return None
         return ParallelError(
             "a worker process ended abruptly (killed, out of memory, or a rule that "
-            f"exits the process) while evaluating: {exc}"
+            "exits the process)"
         )
 
     def close(self) -> None:

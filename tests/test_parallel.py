@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -252,6 +253,9 @@ def test_a_worker_that_dies_is_reported_as_exit_2_not_hung_on(
     result = _cli(str(rules), str(sessions), "--dry", "--jobs", "2")
     assert result.returncode == 2
     assert b"error: a worker process ended abruptly" in result.stderr
+    # p13 is line 21, in the second shard (lines 9-24): the answers stop at or before it.
+    assert re.search(rb"no answers from line (1|9) on", result.stderr), result.stderr
+    assert len(result.stdout.splitlines()) in (0, 8)
     assert b"Traceback" not in result.stderr
 
 
