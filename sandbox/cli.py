@@ -8,7 +8,8 @@
   reached and released by a cancel; then a short ``fuzz`` and its verdict.
   With another rules file, a dry run per code of the file instead of the
   story. Exits 1 when the fuzz finds a violation, as ``fuzz`` does.
-- ``eval RULES.py SESSIONS.jsonl [--dry] [--out FILE] [--strict] [--explain]``:
+- ``eval RULES.py SESSIONS.jsonl [--dry] [--out FILE] [--strict] [--explain]
+  [--jobs N | --dask ADDRESS]``:
   one call per line, in order, against one sandbox. A line is a session dict
   (session id ``line-N``), ``{"customerSessionId", "customerSession", "dry"}``,
   or one of the lifecycle steps ``fuzz`` prints (``{"reopen": ID}``,
@@ -30,6 +31,13 @@
   clock); ``--out FILE`` writes the answers there; ``--explain`` prints why
   each rule fired or not instead of JSON. On a terminal, a progress bar
   (tqdm) is drawn on stderr unless the answers scroll past on that terminal.
+  With ``--dry``, ``--jobs N`` evaluates in N local worker processes and
+  ``--dask ADDRESS`` on a Dask cluster (:mod:`sandbox.parallel`): each worker
+  builds the sandbox from the rules file, and the output (stdout, the stderr
+  messages, the exit code) is the sequential run's, in input order. Clock moves
+  are applied in order in this process; the lines after one are evaluated at
+  the new time. Without ``--dry`` both are refused (exit 2): a run that stores
+  sessions carries state from line to line, so it stays sequential.
 - ``fuzz RULES.py [--examples N] [--seed S]``: checks the built-in invariants
   and the file's own ``property_*`` functions on generated sessions and
   lifecycles; prints each shrunk counterexample as replayable JSON.
@@ -49,11 +57,13 @@ import json
 import os
 import stat
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
+
+import attrs
 
 from sandbox.codec import dumps, parse_json
 from sandbox.core import Sandbox
@@ -311,50 +321,33 @@ class _TextError(SandboxError):
         super().__init__(title)
 
 
-class _Eval:
-    """One ``eval`` run: reads, evaluates and writes line by line, so memory stays
-    flat however long the input (only what the sandbox itself stores grows)."""
+@attrs.frozen
+class _LineEvaluator:
+    """One input line to its output text and, for a refused line, what to say on
+    stderr. A module-level class, so the parallel runner can ship it to workers."""
 
-    def __init__(self, args: argparse.Namespace, sb: Sandbox, out: IO[str]) -> None:
-        self.name = args.sessions
-        self.sb = sb
-        self.out = out
-        self.dry: bool = args.dry
-        self.explain: bool = args.explain
-        self.progress: Any = None  # a tqdm bar, when stderr is a terminal
+    name: str
+    dry: bool
+    explain: bool
 
-    def say(self, message: str) -> None:
-        """A message on stderr, drawn above the progress bar if there is one."""
-        if self.progress is not None:
-            self.progress.write(message, file=sys.stderr)
-        else:
-            print(message, file=sys.stderr)
-
-    def line(self, number: int, raw: bytes) -> bool:
-        """Evaluate one input line and write its output line; False if it was refused."""
+    def __call__(self, sb: Sandbox, number: int, raw: bytes) -> tuple[str, str | None]:
         try:
             text = _decode(raw)
             if not text.strip():
                 # An empty output line, so that output line N still answers input line N.
-                answer = "" if self.explain else "\n"
-            else:
-                answer = self._answer(number, _step(_parse(text), number)(self.sb, self.dry))
+                return ("" if self.explain else "\n"), None
+            return self._answer(number, _step(_parse(text), number)(sb, self.dry)), None
         except _TextError as exc:
-            answer = self._refuse(number, exc, f"{exc.title} at line {number}, column {exc.column}")
+            return self._refuse(number, exc, f"{exc.title} at line {number}, column {exc.column}")
         except SandboxError as exc:
-            answer = self._refuse(number, exc, str(exc))
+            return self._refuse(number, exc, str(exc))
         except Exception as exc:
             # A bug of the sandbox, not of the input; still no traceback, and not exit 1.
             message = (
                 f"internal error: {type(exc).__name__}: {_short(str(exc))} "
                 "(a bug in promo-sandbox, not in your input: please report it with this line)"
             )
-            answer = self._refuse(number, exc, message)
-        else:
-            self.out.write(answer)
-            return True
-        self.out.write(answer)
-        return False
+            return self._refuse(number, exc, message)
 
     def _answer(self, number: int, result: IntegrationState | datetime) -> str:
         where = f"{self.name}:{number}"
@@ -366,15 +359,45 @@ class _Eval:
             return f"{where}: {result.explain()}\n\n"
         return json.dumps(result.to_wire(), allow_nan=False) + "\n"
 
-    def _refuse(self, number: int, exc: Exception, message: str) -> str:
-        """Say why line ``number`` was refused; its output line, an error record."""
+    def _refuse(self, number: int, exc: Exception, message: str) -> tuple[str, str]:
+        """Line ``number``'s output line (an error record) and why it was refused."""
         if isinstance(exc, _TextError):  # file:line:column, as compilers say it
-            self.say(f"{self.name}:{number}:{exc.column}: {exc.title}")
+            said = f"{self.name}:{number}:{exc.column}: {exc.title}"
         else:
-            self.say(f"{self.name}:{number}: {message}")
+            said = f"{self.name}:{number}: {message}"
         if self.explain:
-            return ""
-        return json.dumps({"line": number, "error": _error_body(number, exc, message)}) + "\n"
+            return "", said
+        return json.dumps({"line": number, "error": _error_body(number, exc, message)}) + "\n", said
+
+
+class _Eval:
+    """One ``eval`` run: reads, evaluates and writes line by line, so memory stays
+    flat however long the input (only what the sandbox itself stores grows)."""
+
+    def __init__(self, args: argparse.Namespace, sb: Sandbox, out: IO[str]) -> None:
+        self.sb = sb
+        self.out = out
+        self.evaluate = _LineEvaluator(args.sessions, args.dry, args.explain)
+        self.progress: Any = None  # a tqdm bar, when stderr is a terminal
+
+    def say(self, message: str) -> None:
+        """A message on stderr, drawn above the progress bar if there is one."""
+        if self.progress is not None:
+            self.progress.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr)
+
+    def line(self, number: int, raw: bytes) -> bool:
+        """Evaluate one input line and write its output line; False if it was refused."""
+        return self.write(self.evaluate(self.sb, number, raw))
+
+    def write(self, record: tuple[str, str | None]) -> bool:
+        """Write one line's answer (and say why it was refused); False if it was."""
+        answer, refusal = record
+        if refusal is not None:
+            self.say(refusal)
+        self.out.write(answer)
+        return refusal is None
 
 
 def _error_body(number: int, exc: Exception, message: str) -> dict[str, Any]:
@@ -390,7 +413,18 @@ def _error_body(number: int, exc: Exception, message: str) -> dict[str, Any]:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    sb = _load(args.rules)()
+    parallel = args.jobs is not None or args.dask is not None
+    if parallel and not args.dry:
+        option = "--jobs" if args.jobs is not None else "--dask"
+        raise UsageError(
+            f"{option} runs dry evaluations only: add --dry. A run that stores its sessions "
+            "carries state from line to line (limit counters, stored sessions, profiles, "
+            "created codes), so each line depends on the ones before it and the run stays "
+            "sequential"
+        )
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    sb = _load(args.rules)()  # a broken rules file is exit 2 before any work
     with contextlib.ExitStack() as files:
         source, size = _open_input(args.sessions, files)
         run = _Eval(args, sb, _open_output(args.out, args.sessions, files))
@@ -408,13 +442,15 @@ def _eval(args: argparse.Namespace) -> int:
                     dynamic_ncols=True,
                 )
             )
+        lines = _numbered(source, args.sessions, run.progress)
+        records: Iterator[tuple[int, tuple[str, str | None]]]
+        if parallel:
+            records = _parallel(args, sb, run, lines, files)
+        else:
+            records = ((number, run.evaluate(sb, number, raw)) for number, raw in lines)
         refused = 0
-        for number, raw in enumerate(source, start=1):
-            if run.progress is not None:
-                run.progress.update(len(raw))
-            if number == 1:
-                raw = _first_line(raw, args.sessions)
-            if not run.line(number, raw):
+        for number, record in records:
+            if not run.write(record):
                 refused += 1
                 if args.strict:
                     run.say(f"stopped at line {number}, the first refused line (--strict)")
@@ -422,6 +458,54 @@ def _eval(args: argparse.Namespace) -> int:
     if refused:
         print(f"{refused} line(s) refused, nothing stored for them", file=sys.stderr)
     return 2 if refused else 0
+
+
+def _numbered(source: IO[bytes], path: str, progress: Any) -> Iterator[tuple[int, bytes]]:
+    """The input's lines with their numbers, the first without its byte-order mark."""
+    for number, raw in enumerate(source, start=1):
+        if progress is not None:
+            progress.update(len(raw))
+        yield number, (_first_line(raw, path) if number == 1 else raw)
+
+
+def _parallel(
+    args: argparse.Namespace,
+    sb: Sandbox,
+    run: _Eval,
+    lines: Iterator[tuple[int, bytes]],
+    files: contextlib.ExitStack,
+) -> Iterator[tuple[int, tuple[str, str | None]]]:
+    """``--jobs N`` / ``--dask ADDRESS``: the same records as the sequential run, in the
+    same order, evaluated by workers that each build the sandbox from the rules file.
+    Clock moves are applied here in order; each shard is handed out at the clock of
+    its place in the file."""
+    from sandbox.parallel import DaskRunner, LocalRunner, RulesSource, evaluate_dry
+
+    rules = RulesSource.read(args.rules)
+    runner: LocalRunner | DaskRunner
+    if args.dask is not None:
+        runner = files.enter_context(DaskRunner(args.dask))
+    else:
+        runner = files.enter_context(LocalRunner(args.jobs))
+    records = evaluate_dry(
+        rules, lines, run.evaluate, runner=runner, sandbox=sb, moves_clock=_moves_clock
+    )
+    files.callback(records.close)  # before the runner closes: cancels what has not started
+    # One record a line, in input order, and the lines are numbered from 1.
+    return enumerate(records, start=1)
+
+
+def _moves_clock(raw: bytes) -> bool:
+    """Whether a line is a clock move (``{"advance": ...}``), which a parallel dry run
+    applies in order here. Only a line that can spell the key is parsed: without
+    ``advance`` or a ``\\u`` escape in its bytes, it cannot."""
+    if b"advance" not in raw and b"\\u" not in raw:
+        return False
+    try:
+        data = _parse(_decode(raw))
+    except SandboxError:
+        return False  # a refused line: the worker refuses it the same way
+    return isinstance(data, dict) and set(data) == {"advance"}
 
 
 def _wants_progress(args: argparse.Namespace) -> bool:
@@ -725,6 +809,19 @@ def _parser() -> argparse.ArgumentParser:
         "--explain",
         action="store_true",
         help="print why each rule fired or not instead of the wire JSON",
+    )
+    scale = ev.add_mutually_exclusive_group()
+    scale.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="with --dry: evaluate in N local worker processes, answers in input order",
+    )
+    scale.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="with --dry: evaluate on the Dask cluster whose scheduler is at ADDRESS "
+        "(needs promo-sandbox[dask])",
     )
     ev.set_defaults(run=_eval)
     fz = commands.add_parser(

@@ -1,0 +1,415 @@
+"""Dry evaluation in parallel: local processes or a Dask cluster, answers in input order.
+
+A dry run stores nothing, so every line can be evaluated on its own copy of the
+sandbox: each worker builds that copy itself from the rules file (its text
+travels with the work, so a remote worker needs no shared disk) and sets its
+clock to the clock the lines were handed out at. The input is cut into shards
+(8 lines first, for a quick first answer, doubling up to 1,024), a bounded
+number of them is in flight at once, and the answers come back shard by shard
+in input order: memory stays flat however long the input.
+
+A non-dry run cannot work this way: every update may change what the next one
+sees (limit counters, stored sessions, profiles, created codes), so it stays
+sequential. Lines that move the clock are the one exception a dry run has; the
+caller names them (``moves_clock``) and they are evaluated here, in order, on
+the caller's sandbox, so every line after them is handed out at the new time.
+
+Example, the shape ``eval --dry --jobs N`` runs::
+
+    from sandbox.parallel import LocalRunner, evaluate_dry
+
+    def count_effects(sb, number, raw):
+        return number, len(sb.update(f"line-{number}", json.loads(raw), dry=True).effects)
+
+    with LocalRunner(jobs=2) as runner:
+        for number, effects in evaluate_dry("rules.py", enumerate(lines, 1), count_effects,
+                                            runner=runner):
+            ...
+
+``evaluate`` is called in the workers, so it must be picklable (a module-level
+function, or an instance of a module-level class) and importable there, and it
+should turn every error of a line into that line's record: an exception it lets
+out ends the whole run. A rules file that keeps state of its own between
+evaluations (a module-level set a rule fills) gives answers that depend on which
+worker saw which line; ``python -m sandbox fuzz`` names such rules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import multiprocessing
+import signal
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Generic, Protocol, TypeVar
+
+import attrs
+
+from sandbox.core import Sandbox
+from sandbox.errors import SandboxError
+
+__all__ = [
+    "DaskRunner",
+    "LocalRunner",
+    "ParallelError",
+    "RulesSource",
+    "Runner",
+    "evaluate_dry",
+]
+
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+Line = tuple[int, bytes]
+Evaluate = Callable[[Sandbox, int, bytes], R]
+
+FIRST_SHARD = 8
+MAX_SHARD = 1024
+
+
+class ParallelError(SandboxError):
+    """A parallel run cannot go on: a worker died, the cluster is gone or missing."""
+
+
+@attrs.frozen
+class RulesSource:
+    """A rules file as the workers get it: its absolute path and its text.
+
+    A worker loads the file at ``path`` when it holds the same text (so the
+    file's own imports and relative paths work as in the main process), and
+    otherwise a copy of ``text`` (a remote worker, or a file edited since).
+    """
+
+    path: str
+    text: str
+    digest: str
+
+    @classmethod
+    def read(cls, path: str | Path) -> RulesSource:
+        from sandbox.fuzzing import RulesFileError
+
+        file = Path(path).resolve()
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RulesFileError(f"cannot read rules file {str(path)!r}: {exc}") from None
+        return cls(str(file), text, hashlib.sha256(text.encode()).hexdigest())
+
+
+class Future(Protocol[R_co]):
+    """What a runner's ``submit`` returns: concurrent.futures and Dask futures both are."""
+
+    def result(self) -> R_co: ...
+
+    def cancel(self) -> bool: ...
+
+
+class Runner(Protocol):
+    """Where shards run: ``submit(fn, arg)`` returns a future of ``fn(arg)``. An error
+    that ``submit`` or a future's ``result`` raises goes through ``broken``."""
+
+    @property
+    def in_flight(self) -> int:
+        """How many shards may be submitted and not yet read back."""
+
+    def submit(self, fn: Callable[[Any], R], arg: Any) -> Future[R]: ...
+
+    def broken(self, exc: BaseException) -> ParallelError | None:
+        """``exc`` (raised by a future's result) as the runner's failure, or None when
+        it is not one (an error of the work itself, raised as it is)."""
+
+
+@attrs.frozen
+class _Shard(Generic[R]):
+    rules: RulesSource
+    now: datetime
+    lines: tuple[Line, ...]
+    evaluate: Callable[[Sandbox, int, bytes], R]
+
+
+@attrs.frozen
+class _Done(Generic[R]):
+    """Records already known (a clock move evaluated here), queued in their place."""
+
+    records: list[R]
+    first: int
+
+    def result(self) -> list[R]:
+        return self.records
+
+    def cancel(self) -> bool:
+        return False
+
+
+@attrs.frozen
+class _Failed:
+    """A shard that could not be submitted: its result is the submit's error."""
+
+    error: Exception
+
+    def result(self) -> Any:
+        raise self.error
+
+    def cancel(self) -> bool:
+        return False
+
+
+def evaluate_dry(
+    rules: str | Path | RulesSource,
+    lines: Iterable[Line],
+    evaluate: Callable[[Sandbox, int, bytes], R],
+    *,
+    runner: Runner,
+    sandbox: Sandbox | None = None,
+    moves_clock: Callable[[bytes], bool] | None = None,
+) -> Generator[R, None, None]:
+    """``evaluate(sb, number, raw)`` for each ``(number, raw)`` of ``lines``, in parallel
+    on ``runner``; the records in input order, as soon as each shard is back.
+
+    ``sandbox`` is this process's sandbox of the same rules file (built here if not
+    given: a broken file raises RulesFileError before any work). Its clock is the
+    clock the lines are handed out at; the lines for which ``moves_clock(raw)`` is
+    true are evaluated on it, here and in order. Closing the iterator early (a
+    ``--strict`` stop) cancels the shards not yet started.
+    """
+    source = rules if isinstance(rules, RulesSource) else RulesSource.read(rules)
+    if sandbox is None:
+        sandbox = _load(source.path)
+    pieces = _pieces(source, lines, evaluate, sandbox, moves_clock)
+    # Each entry: the future of a shard's records, and the line numbers it spans.
+    pending: deque[tuple[Future[list[R]] | _Done[R] | _Failed, int, int]] = deque()
+    try:
+        while True:
+            # Wait before reading on: at most `in_flight` shards of input are held.
+            while len(pending) >= max(runner.in_flight, 1):
+                yield from _result(*pending.popleft(), runner)
+            piece = next(pieces, None)
+            if piece is None:
+                break
+            if isinstance(piece, _Done):
+                pending.append((piece, piece.first, piece.first))
+                continue
+            first, last = piece.lines[0][0], piece.lines[-1][0]
+            try:
+                pending.append((runner.submit(_run, piece), first, last))
+            except Exception as exc:
+                # A pool found broken on submit: the shards before this one may still
+                # have their answers, so the failure takes its place in the queue.
+                pending.append((_Failed(exc), first, last))
+                break
+        while pending:
+            yield from _result(*pending.popleft(), runner)
+    finally:
+        for future, _, _ in pending:
+            future.cancel()
+
+
+def _pieces(
+    source: RulesSource,
+    lines: Iterable[Line],
+    evaluate: Callable[[Sandbox, int, bytes], R],
+    sb: Sandbox,
+    moves_clock: Callable[[bytes], bool] | None,
+) -> Iterator[_Shard[R] | _Done[R]]:
+    """Shards of growing size, cut before each clock move, which is evaluated here."""
+    size = FIRST_SHARD
+    shard: list[Line] = []
+    for number, raw in lines:
+        if moves_clock is not None and moves_clock(raw):
+            if shard:
+                yield _Shard(source, sb.now, tuple(shard), evaluate)
+                shard = []
+            yield _Done([evaluate(sb, number, raw)], number)
+            continue
+        shard.append((number, raw))
+        if len(shard) >= size:
+            yield _Shard(source, sb.now, tuple(shard), evaluate)
+            shard = []
+            size = min(size * 2, MAX_SHARD)
+    if shard:
+        yield _Shard(source, sb.now, tuple(shard), evaluate)
+
+
+def _result(
+    future: Future[list[R]] | _Done[R] | _Failed, first: int, last: int, runner: Runner
+) -> list[R]:
+    try:
+        return future.result()
+    except Exception as exc:
+        failure = runner.broken(exc)
+        if failure is None:
+            raise
+        span = f"line {first}" if first == last else f"lines {first}-{last}"
+        raise ParallelError(
+            f"{failure} while {span} or later ones were being evaluated; "
+            f"no answers from line {first} on"
+        ) from None
+
+
+# ---------------------------------------------------------------------------
+# In the workers
+
+_local = threading.local()  # a Dask worker may run shards in several threads at once
+
+
+def _run(shard: _Shard[R]) -> list[R]:
+    """Evaluate one shard on this worker's sandbox of its rules file, at its clock."""
+    cache: dict[str, Sandbox] | None = getattr(_local, "sandboxes", None)
+    if cache is None:
+        cache = _local.sandboxes = {}
+    sb = cache.get(shard.rules.digest)
+    if sb is None:
+        sb = cache[shard.rules.digest] = _load(_local_copy(shard.rules))
+    if sb.now != shard.now:
+        sb.set_now(shard.now)
+    return [shard.evaluate(sb, number, raw) for number, raw in shard.lines]
+
+
+def _load(path: str) -> Sandbox:
+    from sandbox.fuzzing import load_rules
+
+    factory, _ = load_rules(path)
+    return factory()
+
+
+def _local_copy(rules: RulesSource) -> str:
+    """The path of a file holding the rules' text: the original when it still does."""
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        if Path(rules.path).read_text(encoding="utf-8") == rules.text:
+            return rules.path
+    folder = Path(tempfile.mkdtemp(prefix="sandbox-rules-"))
+    copy = folder / Path(rules.path).name  # the same name, so messages name the same file
+    copy.write_text(rules.text, encoding="utf-8")
+    return str(copy)
+
+
+def _ignore_interrupts() -> None:
+    # Ctrl-C reaches the whole process group: the main process stops the run and
+    # shuts the pool down; a worker printing its own KeyboardInterrupt would only add noise.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# ---------------------------------------------------------------------------
+# Runners
+
+
+class LocalRunner:
+    """``jobs`` local worker processes (started with 'spawn': the same on every
+    platform, and safe beside the threads of a progress bar)."""
+
+    def __init__(self, jobs: int) -> None:
+        if jobs < 1:
+            raise ValueError(f"jobs must be at least 1, got {jobs}")
+        self.jobs = jobs
+        self._pool = ProcessPoolExecutor(
+            max_workers=jobs,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_ignore_interrupts,
+        )
+
+    @property
+    def in_flight(self) -> int:
+        # Two a worker: one running, one waiting, so no worker idles between shards.
+        return 2 * self.jobs
+
+    def submit(self, fn: Callable[[Any], R], arg: Any) -> Future[R]:
+        return self._pool.submit(fn, arg)
+
+    def broken(self, exc: BaseException) -> ParallelError | None:
+        if not isinstance(exc, BrokenProcessPool):
+            return None
+        return ParallelError(
+            "a worker process ended abruptly (killed, out of memory, or a rule that "
+            "exits the process)"
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> LocalRunner:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+DASK_HINT = "pip install 'promo-sandbox[dask]'"
+
+
+class DaskRunner:
+    """The workers of a Dask cluster, through ``distributed.Client(address)``; or of a
+    ``client`` you already have (it is left open). Needs the ``dask`` extra."""
+
+    def __init__(
+        self, address: str | None = None, *, client: Any = None, timeout: float = 10
+    ) -> None:
+        try:
+            import distributed
+        except ImportError:
+            raise ParallelError(
+                f"--dask needs Dask's distributed scheduler, which is not installed: {DASK_HINT}"
+            ) from None
+        self._distributed = distributed
+        self._own = client is None
+        if client is None:
+            if not address:
+                raise ValueError("DaskRunner needs an address or a client")
+            try:
+                client = distributed.Client(address, timeout=timeout)  # type: ignore[no-untyped-call]
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise ParallelError(
+                    f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s: {exc}"
+                ) from None
+        self.client = client
+        threads = int(sum(client.nthreads().values()))
+        if threads < 1:
+            if self._own:
+                client.close()
+            raise ParallelError(f"the Dask cluster at {address!r} has no workers")
+        self.threads = threads
+
+    @property
+    def in_flight(self) -> int:
+        return 2 * self.threads
+
+    def submit(self, fn: Callable[[Any], R], arg: Any) -> Future[R]:
+        # pure=False: two shards with equal lines are still two tasks with their own key.
+        future: Future[R] = self.client.submit(fn, arg, pure=False)
+        return future
+
+    def broken(self, exc: BaseException) -> ParallelError | None:
+        distributed = self._distributed
+        if isinstance(exc, distributed.KilledWorker):
+            return ParallelError(
+                f"Dask workers kept dying on the same shard, so it was given up: {exc}"
+            )
+        if isinstance(exc, OSError | distributed.comm.CommClosedError | TimeoutError):
+            return ParallelError(f"lost the Dask cluster: {type(exc).__name__}: {exc}")
+        return None
+
+    def close(self) -> None:
+        if self._own:
+            self.client.close()
+
+    def __enter__(self) -> DaskRunner:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
