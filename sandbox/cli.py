@@ -776,13 +776,161 @@ def _request(data: Any, number: int) -> tuple[str, Any, bool, str]:
 
 
 def _fuzz(args: argparse.Namespace) -> int:
-    from sandbox.fuzzing import fuzz
+    from sandbox.fuzzing import fuzz, replay
 
+    if args.replay is not None:
+        with _open_text(args.replay) as lines:
+            report = replay(args.rules, lines)
+        print(report.render())
+        return 1 if report.violations else 0
     if args.examples < 1:
         raise UsageError(f"--examples must be at least 1, got {args.examples}")
-    report = fuzz(args.rules, examples=args.examples, seed=args.seed)
+    if args.time_budget is not None and args.time_budget <= 0:
+        raise UsageError(f"--time-budget must be seconds > 0, got {args.time_budget}")
+    database = None
+    if not args.no_database:
+        from hypothesis.database import DirectoryBasedExampleDatabase
+
+        database = DirectoryBasedExampleDatabase(str(Path(".hypothesis") / "examples"))
+    coverage = _coverage(args)
+    with coverage.recording() if coverage is not None else contextlib.nullcontext():
+        report = fuzz(
+            args.rules,
+            examples=args.examples,
+            seed=args.seed,
+            time_budget=args.time_budget,
+            database=database,
+        )
+    report = _save_replays(report, args.rules)
     print(report.render())
+    if coverage is not None:
+        print()
+        print(coverage.report())
+    if args.json is not None:
+        _write(args.json, json.dumps(report.to_json(), indent=2) + "\n")
+    if args.junit is not None:
+        _write(args.junit, report.junit_xml() + "\n")
     return 1 if report.violations else 0
+
+
+def _coverage(args: argparse.Namespace) -> Any:
+    if not getattr(args, "coverage", False):
+        return None
+    from sandbox.coverage import Coverage
+
+    return Coverage()
+
+
+def _save_replays(report: Any, rules: str) -> Any:
+    """Each counterexample as a file ``fuzz --replay`` takes, named in the report."""
+    if not report.violations:
+        return report
+    folder = Path(".hypothesis") / "promo-sandbox" / "replays"
+    saved: dict[str, str] = {}
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for violation in report.violations:
+            if not violation.replay:
+                continue
+            name = f"{Path(rules).stem}-{violation.check}.jsonl"
+            target = folder / name
+            target.write_text("".join(dumps(step) + "\n" for step in violation.replay))
+            saved[violation.check] = str(target)
+    except OSError as exc:  # a read-only folder: the lines are printed all the same
+        print(f"note: could not save the counterexamples: {exc.strerror}", file=sys.stderr)
+    return attrs.evolve(report, replay_files=saved)
+
+
+@contextlib.contextmanager
+def _open_text(path: str) -> Iterator[Iterator[str]]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            yield iter(handle)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path!r}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path!r} is not UTF-8 text (byte {exc.start})") from None
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path!r}: {exc.strerror}") from None
+
+
+# ---------------------------------------------------------------------------
+# diff
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from sandbox.diff import compare_lines, search
+
+    old, new = _load(args.old), _load(args.new)
+    if args.sessions is None:
+        if args.jobs is not None or args.dask is not None:
+            raise UsageError("--jobs and --dask compare recorded sessions: give --sessions FILE")
+        if args.examples < 1:
+            raise UsageError(f"--examples must be at least 1, got {args.examples}")
+        report = search(old, new, examples=args.examples, seed=args.seed)
+        bad: list[Any] = []
+    else:
+        with contextlib.ExitStack() as files:
+            if args.jobs is not None or args.dask is not None:
+                streams = [
+                    _parallel_lines(args, rules, sb, files)
+                    for rules, sb in ((args.old, old()), (args.new, new()))
+                ]
+            else:
+                streams = [_sequential_lines(sb, args.sessions, files) for sb in (old(), new())]
+            report, bad = compare_lines(*streams)
+        for line in bad:
+            print(f"{args.sessions}:{line.number}: {line.bad}", file=sys.stderr)
+    print(report.render())
+    if args.json is not None:
+        _write(args.json, json.dumps(report.to_json(), indent=2) + "\n")
+    if bad:
+        print(f"{len(bad)} line(s) could not be compared", file=sys.stderr)
+        return 2
+    return 0 if report.ok else 1
+
+
+def _sequential_lines(sb: Sandbox, path: str, files: contextlib.ExitStack) -> Iterator[Any]:
+    from sandbox.diff import line_outcome
+
+    return (line_outcome(sb, number, raw) for number, raw in _lines(path, files))
+
+
+def _lines(path: str, files: contextlib.ExitStack) -> Iterator[tuple[int, bytes]]:
+    source, _ = _open_input(path, files)
+    for number, raw in enumerate(source, start=1):
+        if raw.strip():
+            yield number, raw
+
+
+def _parallel_lines(
+    args: argparse.Namespace, rules: str, sb: Sandbox, files: contextlib.ExitStack
+) -> Iterator[Any]:
+    from sandbox.diff import line_outcome
+    from sandbox.parallel import DaskRunner, LocalRunner, RulesSource, evaluate_dry
+
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    runner: LocalRunner | DaskRunner
+    if args.dask is not None:
+        runner = files.enter_context(DaskRunner(args.dask))
+    else:
+        runner = files.enter_context(LocalRunner(args.jobs))
+    records = evaluate_dry(
+        RulesSource.read(rules),
+        _lines(args.sessions, files),
+        line_outcome,
+        runner=runner,
+        sandbox=sb,
+        moves_clock=_moves_clock,
+    )
+    files.callback(records.close)
+    return records
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -791,7 +939,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Test Talon.One-style promotion rules locally.",
         epilog="Exit codes: 0 ok, 1 a property was violated, 2 bad usage or input.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,eval,fuzz}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,eval,fuzz,diff}")
     demo = commands.add_parser("demo", help="run the embedded example rules end to end")
     demo.add_argument("--rules", help="a rules file instead of the embedded default")
     demo.set_defaults(run=_demo)
@@ -834,7 +982,51 @@ def _parser() -> argparse.ArgumentParser:
         "--examples", type=int, default=200, help="sessions to try per property (default 200)"
     )
     fz.add_argument("--seed", type=int, default=None, help="a seed, to replay a run")
+    fz.add_argument(
+        "--replay",
+        metavar="FILE",
+        help="replay a counterexample (the JSONL fuzz saved or printed) and check it again: "
+        "exit 1 if it still fails, 0 if it is fixed",
+    )
+    fz.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="SECONDS",
+        help="stop trying new examples after this many seconds (for CI)",
+    )
+    fz.add_argument("--junit", metavar="FILE", help="write a JUnit XML report (one case per check)")
+    fz.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    fz.add_argument(
+        "--no-database",
+        action="store_true",
+        help="do not keep failing examples in .hypothesis/ (by default a failure found once "
+        "is tried first next time)",
+    )
+    fz.add_argument(
+        "--coverage", action="store_true", help="print rule coverage over the run at the end"
+    )
     fz.set_defaults(run=_fuzz)
+    df = commands.add_parser(
+        "diff",
+        help="compare two rule versions on the same sessions: what the change does to carts",
+    )
+    df.add_argument("old", help="the rules file as it is")
+    df.add_argument("new", help="the changed rules file")
+    df.add_argument(
+        "--sessions",
+        metavar="FILE",
+        help="recorded sessions (JSONL, V1 or V2, as eval reads them); without it, sessions "
+        "are generated from both files' rules and each kind of difference is shrunk",
+    )
+    df.add_argument(
+        "--examples", type=int, default=300, help="generated sessions to compare (default 300)"
+    )
+    df.add_argument("--seed", type=int, default=None, help="a seed, to repeat a search")
+    where = df.add_mutually_exclusive_group()
+    where.add_argument("--jobs", type=int, metavar="N", help="compare --sessions in N processes")
+    where.add_argument("--dask", metavar="ADDRESS", help="compare --sessions on a Dask cluster")
+    df.add_argument("--json", metavar="FILE", help="write the report as JSON, for CI")
+    df.set_defaults(run=_diff)
     return parser
 
 

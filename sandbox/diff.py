@@ -300,3 +300,68 @@ def search(
             continue
         report.examples[kind] = dumps(to_wire(smallest, exact=True))
     return report
+
+
+# ---------------------------------------------------------------------------
+# Recorded sessions (``diff --sessions FILE``), sequential or on a parallel runner
+
+
+@attrs.frozen
+class LineOutcome:
+    """What one JSONL line gave against one rule set: its outcome, or why it is bad input.
+
+    ``session`` is the line's session (wire form) for the report; ``clock`` is True for
+    a clock move (nothing to compare); ``bad`` the problem with a line that is not a
+    session at all (bad JSON, a lifecycle step a dry comparison cannot replay).
+    """
+
+    number: int
+    session: Any = None
+    outcome: Outcome | None = None
+    clock: bool = False
+    bad: str | None = None
+
+
+def line_outcome(sb: Sandbox, number: int, raw: bytes) -> LineOutcome:
+    """One line of a sessions file, evaluated dry on ``sb`` (picklable: workers run it)."""
+    from sandbox.cli import _advance, _advance_step, _decode, _parse, _request
+
+    try:
+        data = _parse(_decode(raw))
+        if isinstance(data, dict) and set(data) == {"advance"}:
+            _advance(sb, _advance_step(data["advance"]))
+            return LineOutcome(number, clock=True)
+        if isinstance(data, dict) and ("reopen" in data or "returnItems" in data):
+            return LineOutcome(
+                number, bad="a lifecycle step (reopen, returnItems) cannot be compared dry"
+            )
+        session_id, payload, _, _ = _request(data, number)
+    except SandboxError as exc:
+        return LineOutcome(number, bad=str(exc).splitlines()[0])
+    try:
+        state = sb.update(session_id, payload, dry=True)
+    except SandboxError as exc:
+        refused = Outcome(error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+        return LineOutcome(number, payload, refused)
+    return LineOutcome(number, payload, outcome(state, _names(sb)))
+
+
+def compare_lines(
+    old: Iterable[LineOutcome], new: Iterable[LineOutcome]
+) -> tuple[DiffReport, list[LineOutcome]]:
+    """The report of two streams of line outcomes (the same lines, in order), and the
+    lines that were bad input."""
+    report = DiffReport()
+    bad: list[LineOutcome] = []
+    for before, after in zip(old, new, strict=True):
+        if before.bad is not None:
+            bad.append(before)
+            continue
+        if before.clock:
+            continue
+        assert before.outcome is not None
+        assert after.outcome is not None
+        if before.outcome.error is not None and after.outcome.error is not None:
+            report.refused += 1
+        report.add(before.number, before.session, before.outcome, after.outcome)
+    return report, bad

@@ -35,7 +35,7 @@ import json
 import runpy
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
@@ -74,7 +74,16 @@ from sandbox.models import (
 from sandbox.rules import Campaign
 from sandbox.state import IntegrationState
 
-__all__ = ["FuzzReport", "RulesFileError", "Violation", "fuzz", "load_rules"]
+__all__ = [
+    "FuzzReport",
+    "Property",
+    "RulesFileError",
+    "Violation",
+    "combination_sessions",
+    "fuzz",
+    "load_rules",
+    "replay",
+]
 
 SESSION_ID = "fuzz-1"
 PROPERTY_SIGNATURE = (
@@ -267,11 +276,14 @@ class FuzzReport:
 
     def render(self) -> str:
         seed = "random" if self.seed is None else str(self.seed)
-        lines = [
-            f"fuzz {self.path}: {len(self.checks)} checks, {self.examples} examples each, "
-            f"seed {seed}"
-            + (" (time budget spent: not every example was tried)" if self.out_of_time else "")
-        ]
+        if self.examples == 0:  # a replay: the steps of one counterexample, checked again
+            lines = [f"replay on {self.path}: {len(self.checks)} checks after every step"]
+        else:
+            lines = [
+                f"fuzz {self.path}: {len(self.checks)} checks, {self.examples} examples each, "
+                f"seed {seed}"
+                + (" (time budget spent: not every example was tried)" if self.out_of_time else "")
+            ]
         failed = {v.check for v in self.violations}
         lines.extend(f"  {'FAIL' if check in failed else 'ok  '} {check}" for check in self.checks)
         for violation in self.violations:
@@ -871,7 +883,7 @@ def combination_sessions(
         max_size=min(3, len(campaigns)),
         unique_by=lambda c: c.id,
     )
-    return _combination(pick, states or st.just(SessionState.OPEN))
+    return _combination(pick, states if states is not None else st.just(SessionState.OPEN))
 
 
 @st.composite
@@ -924,3 +936,60 @@ def _combination(
     if len(coupons) > 1:
         return NewCustomerSessionV2(coupon_codes=tuple(coupons), referral_code=referral, **fields)
     return NewCustomerSession(coupon=coupons[0] if coupons else None, referral=referral, **fields)
+
+
+# ---------------------------------------------------------------------------
+# Confirmed replay
+
+
+def replay(path: str | Path, lines: Iterable[str]) -> FuzzReport:
+    """Replay a counterexample (JSONL lines as ``fuzz`` prints them) on a fresh sandbox
+    of the rules file, checking the built-in invariants and the file's properties after
+    every step. The report has a violation when it still fails, none when it is fixed.
+
+    A line that cannot be replayed (bad JSON, a refused update) is bad input
+    (:class:`RulesFileError`), not a verdict.
+    """
+    from sandbox.cli import _parse, _step
+    from sandbox.invariants import check_sandbox, check_state
+
+    factory, properties = load_rules(path)
+    sb = factory()
+    steps: list[dict[str, Any]] = []
+    checks = ("invariants", *properties)
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            data = _parse(text)
+            result = _step(data, number)(sb, False)
+        except SandboxError as exc:
+            if isinstance(exc, RuleError):
+                message = f"line {number}: a rule raised: {exc}"
+                violation = Violation("rules_do_not_raise", message, tuple(steps))
+                return FuzzReport(str(path), 0, None, checks, [violation])
+            raise RulesFileError(f"line {number} cannot be replayed: {exc}") from exc
+        steps.append(data)
+        if not isinstance(result, IntegrationState):
+            continue  # a clock move
+        try:
+            check_state(result)
+            check_sandbox(sb)
+        except InvariantViolation as exc:
+            violation = Violation(
+                "invariants", f"line {number}: {exc}", tuple(steps), result.explain(), exc.invariant
+            )
+            return FuzzReport(str(path), 0, None, checks, [violation])
+        for name, prop in properties.items():
+            try:
+                held = _verdict(name, prop(result, sb))
+            except _PropertyUsageError as exc:
+                raise RulesFileError(f"{path}: {exc}") from None
+            except Exception as exc:
+                held, why = False, f"{name} raised {type(exc).__name__}: {exc}"
+            else:
+                why = f"{name} returned False"
+            if not held:
+                violation = Violation(name, f"line {number}: {why}", tuple(steps), result.explain())
+                return FuzzReport(str(path), 0, None, checks, [violation])
+    return FuzzReport(str(path), 0, None, checks, [])

@@ -6,6 +6,7 @@ outcome changes are exactly those with a total in [50, 60), computed here by han
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -95,3 +96,58 @@ def test_kinds_are_named_from_the_two_outcomes() -> None:
         "effect added",
     ]
     assert kinds_of(before, before) == []
+
+
+def write_sessions(tmp_path: Path) -> Path:
+    lines = [
+        '{"coupon": "BIG-1", "total": 40}',
+        '{"coupon": "BIG-1", "total": 50}',
+        '{"customerSession": {"couponCodes": ["BIG-1"], "cartItems": [{"sku": "a", "quantity": 1, "price": 59.99}]}}',
+        '{"advance": {"days": 1}}',
+        '{"coupon": "BIG-1", "total": 60}',
+    ]
+    path = tmp_path / "sessions.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_the_cli_exits_1_on_a_difference_and_0_on_identical_rules(
+    rule_files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sandbox.cli import main
+
+    old, new = (str(p) for p in rule_files)
+    sessions = str(write_sessions(tmp_path))
+    report = tmp_path / "report.json"
+    assert main(["diff", old, new, "--sessions", sessions, "--json", str(report)]) == 1
+    printed = capsys.readouterr().out
+    assert "4 session(s) compared, 2 differ" in printed  # the clock move is not a session
+    data = json.loads(report.read_text())
+    assert data["groups"]["code now rejected"]["sessions"] == [2, 3]  # the input line numbers
+    assert data["totalDiscountChange"] == "-20.00"
+    assert main(["diff", old, old, "--sessions", sessions]) == 0
+    assert "no difference" in capsys.readouterr().out
+
+
+def test_diff_with_two_jobs_gives_the_sequential_report(
+    rule_files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sandbox.cli import main
+
+    old, new = (str(p) for p in rule_files)
+    sessions = str(write_sessions(tmp_path))
+    assert main(["diff", old, new, "--sessions", sessions]) == 1
+    sequential = capsys.readouterr().out
+    assert main(["diff", old, new, "--sessions", sessions, "--jobs", "2"]) == 1
+    assert capsys.readouterr().out == sequential
+
+
+def test_diff_reports_bad_lines_and_exits_2(
+    rule_files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sandbox.cli import main
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"total": 50, "coupon": "BIG-1"}\n{not json\n')
+    assert main(["diff", *(str(p) for p in rule_files), "--sessions", str(bad)]) == 2
+    assert ":2:" in capsys.readouterr().err

@@ -290,3 +290,55 @@ def test_a_property_may_take_the_sandbox_to_check_the_whole_lifecycle(tmp_path: 
     ]
     steps = report.violations[0].replay
     assert any(step.get("customerSession", {}).get("state") == "cancelled" for step in steps), steps
+
+
+def test_a_replayed_counterexample_fails_again_and_passes_against_the_fixed_rules(
+    tmp_path: Path,
+) -> None:
+    from sandbox.cli import main
+
+    counterexample = tmp_path / "counterexample.jsonl"
+    counterexample.write_text(
+        '{"customerSessionId": "fuzz-1", "customerSession": {"coupon": "VIP25", "total": 100.00}}\n'
+    )
+    assert main(["fuzz", str(EXAMPLES / "planted_bug.py"), "--replay", str(counterexample)]) == 1
+    assert main(["fuzz", str(EXAMPLES / "half_off_ok.py"), "--replay", str(counterexample)]) == 0
+
+
+def test_the_junit_file_has_one_case_per_check_and_the_json_report_round_trips(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xml.etree import ElementTree as ET
+
+    from sandbox.cli import main
+    from sandbox.fuzzing import FuzzReport
+
+    monkeypatch.chdir(tmp_path)
+    junit, report = tmp_path / "fuzz.xml", tmp_path / "fuzz.json"
+    code = main(
+        [
+            "fuzz",
+            str(EXAMPLES / "planted_bug.py"),
+            "--examples",
+            "60",
+            "--seed",
+            "1",
+            "--junit",
+            str(junit),
+            "--json",
+            str(report),
+        ]
+    )
+    assert code == 1
+    suite = ET.parse(junit).getroot()
+    data = json.loads(report.read_text())
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == data["checks"]
+    failed = [c.get("name") for c in cases if c.find("failure") is not None]
+    assert failed == ["property_at_most_half_off"]
+    back = FuzzReport.from_json(data)
+    assert back.to_json() == data
+    assert back.violations[0].replay == tuple(data["violations"][0]["replay"])
+    # The counterexample was saved where the report says, and replays to the failure.
+    saved = data["replayFiles"]["property_at_most_half_off"]
+    assert main(["fuzz", str(EXAMPLES / "planted_bug.py"), "--replay", saved]) == 1
