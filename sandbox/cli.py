@@ -877,8 +877,9 @@ def _diff(args: argparse.Namespace) -> int:
     else:
         with contextlib.ExitStack() as files:
             if args.jobs is not None or args.dask is not None:
+                runner = _runner(args, files)  # one pool for both rule sets
                 streams = [
-                    _parallel_lines(args, rules, sb, files)
+                    _parallel_lines(args, rules, sb, files, runner)
                     for rules, sb in ((args.old, old()), (args.new, new()))
                 ]
             else:
@@ -908,19 +909,26 @@ def _lines(path: str, files: contextlib.ExitStack) -> Iterator[tuple[int, bytes]
             yield number, raw
 
 
-def _parallel_lines(
-    args: argparse.Namespace, rules: str, sb: Sandbox, files: contextlib.ExitStack
-) -> Iterator[Any]:
-    from sandbox.diff import line_outcome
-    from sandbox.parallel import DaskRunner, LocalRunner, RulesSource, evaluate_dry
+def _runner(args: argparse.Namespace, files: contextlib.ExitStack) -> Any:
+    from sandbox.parallel import DaskRunner, LocalRunner
 
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
-    runner: LocalRunner | DaskRunner
     if args.dask is not None:
-        runner = files.enter_context(DaskRunner(args.dask))
-    else:
-        runner = files.enter_context(LocalRunner(args.jobs))
+        return files.enter_context(DaskRunner(args.dask))
+    return files.enter_context(LocalRunner(args.jobs))
+
+
+def _parallel_lines(
+    args: argparse.Namespace,
+    rules: str,
+    sb: Sandbox,
+    files: contextlib.ExitStack,
+    runner: Any,
+) -> Iterator[Any]:
+    from sandbox.diff import line_outcome
+    from sandbox.parallel import RulesSource, evaluate_dry
+
     records = evaluate_dry(
         RulesSource.read(rules),
         _lines(args.sessions, files),

@@ -263,11 +263,19 @@ def search(
     from hypothesis import strategies as st
     from hypothesis.errors import NoSuchExample
 
+    from sandbox.fuzzing import combination_sessions
     from strategies import sessions
 
     old_sb, new_sb = old(), new()
     options: dict[str, Any] = {"version": version} if version != 1 else {}
-    strategy = st.one_of(sessions(old_sb, **options), sessions(new_sb, **options))
+    # Both rule sets' hints, and sessions built on their thresholds and codes at once:
+    # a changed rule's boundary is where the two answers part.
+    strategy = st.one_of(
+        sessions(old_sb, **options),
+        sessions(new_sb, **options),
+        combination_sessions(old_sb),
+        combination_sessions(new_sb),
+    )
     report = DiffReport()
     quiet: dict[str, Any] = {
         "database": None,
@@ -294,7 +302,9 @@ def search(
             smallest = find(
                 strategy,
                 shows,
-                settings=settings(max_examples=max(50, examples), derandomize=True, **quiet),
+                settings=settings(
+                    max_examples=max(50, examples), derandomize=seed is None, **quiet
+                ),
             )
         except NoSuchExample:  # pragma: no cover - it was found above
             continue

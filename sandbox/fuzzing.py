@@ -36,7 +36,7 @@ import runpy
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -736,6 +736,8 @@ def _lifecycle_search(
 
     machines: list[SessionLifecycle] = []
 
+    first_failure: list[int] = []
+
     class RulesLifecycle(SessionLifecycle):
         user_properties: ClassVar[Mapping[str, Callable[..., object]]] = dict(properties or {})
 
@@ -746,18 +748,35 @@ def _lifecycle_search(
         def sessions(self, sb: Sandbox) -> st.SearchStrategy[Any]:
             return st.one_of(super().sessions(sb), combination_sessions(sb))
 
-    # run_state_machine_as_test takes no seed: a seeded run is derandomized instead,
-    # so it is reproducible (though the same for every seed).
+        def _check(self, state: IntegrationState) -> None:
+            if run is not None:
+                _steer(state, run)
+            try:
+                super()._check(state)
+            except InvariantViolation:
+                if not first_failure:
+                    first_failure.append(len(machines))
+                raise
+
+    # run_state_machine_as_test takes no seed of its own: a seeded run forces
+    # Hypothesis' seed for the duration (its own mechanism for --hypothesis-seed).
     config = _settings(examples, stateful_step_count=20)
-    config = settings(config, derandomize=seed is not None)
     if not shrink:
         config = settings(config, phases=[Phase.explicit, Phase.generate])
     failure: BaseException | None = None
+    import hypothesis.core as hypothesis_core
+
+    forced = hypothesis_core.global_force_seed
     try:
+        if seed is not None:
+            hypothesis_core.global_force_seed = seed  # type: ignore[assignment]  # typed as None
         run_state_machine_as_test(RulesLifecycle, settings=config)  # type: ignore[no-untyped-call, unused-ignore]  # typed in newer Hypothesis
     except (AssertionError, SandboxError, Flaky) as exc:
         failure = exc
+    finally:
+        hypothesis_core.global_force_seed = forced
     outcome = _Outcome()
+    outcome.examples = first_failure[0] if first_failure else len(machines)
     caught = RulesLifecycle.__dict__.get("outside_state")
     if caught:
         error, steps = next(iter(caught.values()))
@@ -774,7 +793,11 @@ def _lifecycle_search(
         name = failure.invariant if isinstance(failure, InvariantViolation) else None
         steps = tuple(machines[-1].steps)
         outcome.violation = Violation(
-            "lifecycle", f"{type(failure).__name__}: {failure}", steps, invariant=name
+            "lifecycle",
+            f"{type(failure).__name__}: {failure}",
+            steps,
+            invariant=name,
+            found_after=outcome.examples,
         )
     return outcome
 
@@ -923,9 +946,14 @@ def _combination(
         items.append(
             CartItem(sku=sku, quantity=draw(st.integers(1, 3)), price=unit, category=category)
         )
-    rest = total - sum((i.line_total for i in items), Decimal(0))
+    rest = (total - sum((i.line_total for i in items), Decimal(0))).quantize(Decimal("0.01"))
     if rest > 0:
-        items.append(CartItem(sku="basket", quantity=1, price=rest.quantize(Decimal("0.01"))))
+        # The rest in one to three lines, so that returns can take part of it back.
+        lines_left = min(draw(st.integers(1, 3)), int(rest * 100))
+        share = (rest / lines_left).quantize(Decimal("0.01"), ROUND_DOWN)
+        for n in range(lines_left):
+            price = share if n < lines_left - 1 else rest - share * (lines_left - 1)
+            items.append(CartItem(sku=f"basket-{n + 1}", quantity=1, price=price))
     state = draw(states)
     fields: dict[str, Any] = {
         "profile_id": profile,
