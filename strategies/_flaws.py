@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import Any
 
 import attrs
 from hypothesis import event
@@ -21,11 +22,17 @@ from hypothesis.strategies import SearchStrategy
 
 from sandbox.core import Sandbox
 from sandbox.ledger import period_bucket
-from sandbox.models import NewCustomerSession
+from sandbox.models import AnySession
 from sandbox.rules import Coupon
 from sandbox.talon import CampaignState, LimitAction, LimitEntity
 from strategies._inventory import CodeEntry, Inventory, check_sandbox, inventory
-from strategies._sessions import _CODE_ALPHABET, _shown_as, draw_session
+from strategies._sessions import (
+    _CODE_ALPHABET,
+    _MAX_COUPON_CODES,
+    _shown_as,
+    check_version,
+    draw_session,
+)
 
 __all__ = [
     "FLAWS",
@@ -44,12 +51,15 @@ class Flawed:
     """An open, schema-valid session with exactly one planted flaw.
 
     ``flaw`` names it (``"expired_coupon"``); ``expected`` is the rejection
-    reason Talon.One gives for it (``"CouponExpired"``).
+    reason Talon.One gives for it (``"CouponExpired"``); ``code`` is the flawed
+    code as sent (in a V2 session, one of its ``coupon_codes`` or its
+    ``referral_code``).
     """
 
-    session: NewCustomerSession
+    session: AnySession
     flaw: str
     expected: str
+    code: str | None = None
 
 
 # name -> (expected reason, what the sandbox needs for it to be reachable)
@@ -94,6 +104,10 @@ FLAWS: dict[str, tuple[str, str]] = {
         "a referral without a friend (its advocate uses it)",
     ),
     "friend_mismatch": ("ReferralRecipientDoesNotMatch", "a referral with a friend"),
+    "friend_already_referred": (
+        "ReferralCustomerAlreadyReferred",
+        "a profile whose closed session redeemed a referral of the same campaign",
+    ),
     "coupon_limit_reached": (
         "CouponLimitReached",
         "a coupon at its usage_limit (or a per-Coupon redeemCoupon limit)",
@@ -167,6 +181,8 @@ def _problems(
             found.append("self_referral")
         if definition.friend is not None and definition.friend != profile:
             found.append("friend_mismatch")
+        if profile is not None and profile in inv.referred.get(campaign.id, ()):
+            found.append("friend_already_referred")
     if definition.usage_limit and entry.used >= definition.usage_limit:
         found.append(f"{kind}_limit_reached")
     if not ids and any(LimitEntity.IDENTIFIER in lim.entities for lim in campaign.limits):
@@ -204,6 +220,38 @@ def _problems(
     return found
 
 
+def _problems_of(
+    inv: Inventory, entry: CodeEntry, profile: str | None, identifiers: Identifiers
+) -> tuple[str, ...]:
+    """:func:`_problems`, remembered per inventory (drawing asks the same again and again)."""
+    cache: dict[Any, tuple[str, ...]] = inv.memo.setdefault("problems", {})
+    key = (entry.kind, entry.code, profile or None, inv.identifiers_key(identifiers))
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = tuple(_problems(inv, entry, profile, identifiers))
+    return found
+
+
+def _valid_codes(
+    inv: Inventory, kind: str, profile: str | None, identifiers: Identifiers
+) -> tuple[CodeEntry, ...]:
+    """The codes of ``kind`` with no problem for this profile and these identifiers."""
+    cache: dict[Any, tuple[CodeEntry, ...]] = inv.memo.setdefault("valid", {})
+    key = (kind, profile or None, inv.identifiers_key(identifiers))
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = tuple(
+            e for e in inv.of_kind(kind) if not _problems_of(inv, e, profile, identifiers)
+        )
+    return found
+
+
+def _index(draw: st.DrawFn, items: Sequence[Any]) -> Any:
+    """One of ``items``, shrinking to the first. Drawn as an index: ``sampled_from``
+    over hundreds of plans hashes every one of them on every draw."""
+    return items[draw(st.integers(min_value=0, max_value=len(items) - 1))]
+
+
 @attrs.frozen
 class _Plan:
     """A code and a profile and identifiers that give it the wanted problems."""
@@ -230,7 +278,7 @@ def _plans(inv: Inventory) -> dict[str, list[_Plan]]:
     for entry in inv.codes:
         for profile in _profiles(inv):
             for ids in _identifier_sets(inv):
-                found = _problems(inv, entry, profile, ids)
+                found = _problems_of(inv, entry, profile, ids)
                 if len(found) <= 1:
                     key = found[0] if found else f"valid_{entry.kind}"
                     plans.setdefault(key, []).append(_Plan(entry, profile, ids))
@@ -276,20 +324,75 @@ def _settle(
 ) -> tuple[str | None, Identifiers]:
     """The plan's profile, and random identifiers when they keep the wanted problems."""
     ids = draw(_IDENTIFIER_LISTS)
-    if _problems(inv, plan.entry, plan.profile, ids) == wanted:
+    if list(_problems_of(inv, plan.entry, plan.profile, ids)) == wanted:
         return plan.profile, ids
     return plan.profile, plan.identifiers
+
+
+def _variant(draw: st.DrawFn, inv: Inventory, entry: CodeEntry) -> str:
+    return str(draw(st.sampled_from(inv.variants(entry.code))))
 
 
 def _other_code(
     draw: st.DrawFn, inv: Inventory, kind: str, profile: str | None, ids: Identifiers
 ) -> str | None:
     """Maybe a code of ``kind`` that is valid with this profile and these identifiers."""
-    fits = [entry for entry in inv.of_kind(kind) if not _problems(inv, entry, profile, ids)]
-    if not fits:
+    fits = _valid_codes(inv, kind, profile, ids)
+    if not fits or not draw(st.booleans()):
         return None
-    entry = draw(st.none() | st.sampled_from(fits))
-    return None if entry is None else draw(st.sampled_from(inv.variants(entry.code)))
+    return _variant(draw, inv, _index(draw, fits))
+
+
+def _other_coupons(
+    draw: st.DrawFn,
+    inv: Inventory,
+    profile: str | None,
+    ids: Identifiers,
+    *,
+    besides: CodeEntry | None,
+) -> list[str]:
+    """Valid coupons of other campaigns than ``besides``', one per campaign, for a V2
+    session: each is checked on its own, and one campaign uses only one code."""
+    taken = {besides.campaign.id} if besides is not None else set()
+    fits = [e for e in _valid_codes(inv, "coupon", profile, ids) if e.campaign.id not in taken]
+    room = _MAX_COUPON_CODES - len(taken)
+    if not fits or room <= 0:
+        return []
+    picked = draw(
+        st.lists(
+            st.integers(min_value=0, max_value=len(fits) - 1),
+            max_size=room,
+            unique_by=lambda i: fits[i].campaign.id,
+        )
+    )
+    return [_variant(draw, inv, fits[i]) for i in picked]
+
+
+def _codes(
+    draw: st.DrawFn,
+    inv: Inventory,
+    version: int,
+    *,
+    kind: str,
+    code: str | None,
+    entry: CodeEntry | None,
+    profile: str | None,
+    ids: Identifiers,
+) -> dict[str, Any]:
+    """The session's code fields: ``code`` (of ``kind``, maybe None) and valid others."""
+    other = "referral" if kind == "coupon" else "coupon"
+    if version == 1:
+        return {kind: code, other: _other_code(draw, inv, other, profile, ids)}
+    if kind == "coupon":
+        coupons = _other_coupons(draw, inv, profile, ids, besides=entry)
+        if code is not None:
+            # Anywhere among the others: each code is checked on its own.
+            coupons.insert(draw(st.integers(min_value=0, max_value=len(coupons))), code)
+        referral = _other_code(draw, inv, "referral", profile, ids)
+    else:
+        coupons = _other_coupons(draw, inv, profile, ids, besides=None)
+        referral = code
+    return {"coupon_codes": tuple(coupons) or None, "referral_code": referral}
 
 
 def _unknown_code(inv: Inventory) -> SearchStrategy[str]:
@@ -300,7 +403,7 @@ def _unknown_code(inv: Inventory) -> SearchStrategy[str]:
     return found
 
 
-def valid_sessions(sb: Sandbox) -> SearchStrategy[NewCustomerSession]:
+def valid_sessions(sb: Sandbox, *, version: int = 1) -> SearchStrategy[Any]:
     """Open sessions whose codes pass every validity and limit check of ``sb`` now.
 
     Codes (maybe none, maybe both a coupon and a referral) come from running
@@ -311,69 +414,93 @@ def valid_sessions(sb: Sandbox) -> SearchStrategy[NewCustomerSession]:
     ``sb`` when drawn, so a test that closes sessions between examples gets
     sessions valid for the counters of that moment. Any rejection of such a
     session's codes can only come from rule conditions or budgets.
+
+    ``version=2`` draws V2 sessions: up to three coupon codes, each of another
+    campaign (a campaign uses one code; DESIGN.md section 4), and maybe a
+    referral code.
     """
     check_sandbox("valid_sessions", sb, optional=False)
-    return _draw_valid(sb)
+    check_version("valid_sessions", version)
+    # Passed only when asked for, so the repr shows the call as written.
+    return _draw_valid(sb) if version == 1 else _draw_valid(sb, version=version)
+
+
+def _maybe_plan(draw: st.DrawFn, options: Sequence[_Plan]) -> _Plan | None:
+    if not options or not draw(st.booleans()):
+        return None
+    found: _Plan = _index(draw, options)
+    return found
 
 
 @st.composite
 @_shown_as("valid_sessions")
-def _draw_valid(draw: st.DrawFn, sb: Sandbox) -> NewCustomerSession:
+def _draw_valid(draw: st.DrawFn, sb: Sandbox, *, version: int = 1) -> AnySession:
     inv = inventory(sb)
     plans = _plans(inv)
     first = draw(st.sampled_from(("coupon", "referral")))
     second = "referral" if first == "coupon" else "coupon"
-    options = plans.get(f"valid_{first}", [])
-    plan = draw(st.none() | st.sampled_from(options)) if options else None
+    plan = _maybe_plan(draw, plans.get(f"valid_{first}", []))
     if plan is None:
         # Without a first code, the second (if any) decides profile and identifiers.
-        options = plans.get(f"valid_{second}", [])
-        plan = draw(st.none() | st.sampled_from(options)) if options else None
+        plan = _maybe_plan(draw, plans.get(f"valid_{second}", []))
         if plan is None:
-            return draw_session(draw, sb, {"coupon": None, "referral": None})
-        first, second = second, first
+            none = {"coupon": None, "referral": None}
+            if version == 2:
+                none = {"coupon_codes": None, "referral_code": None}
+            return draw_session(draw, sb, none, version)
+        first = second
     profile, ids = _settle(draw, inv, plan, [])
-    codes = {
-        first: draw(st.sampled_from(inv.variants(plan.entry.code))),
-        second: _other_code(draw, inv, second, profile, ids),
-    }
-    return draw_session(draw, sb, {"profile_id": profile, "identifiers": ids, **codes})
+    codes = _codes(
+        draw,
+        inv,
+        version,
+        kind=first,
+        code=_variant(draw, inv, plan.entry),
+        entry=plan.entry,
+        profile=profile,
+        ids=ids,
+    )
+    fixed = {"profile_id": profile, "identifiers": ids, **codes}
+    return draw_session(draw, sb, fixed, version)
 
 
-def invalid_sessions(sb: Sandbox) -> SearchStrategy[Flawed]:
+def invalid_sessions(sb: Sandbox, *, version: int = 1) -> SearchStrategy[Flawed]:
     """:class:`Flawed` sessions: exactly one planted flaw, its expected reason.
 
     Every flaw ``sb`` can show at its clock and counters is drawn (see
     :func:`reachable_flaws`; :func:`unreachable_flaws` says what the others
     need). The flawed code has that one problem and no other; the other code
     is absent or valid. Each draw calls ``event(f"flaw={flaw}")``.
+
+    ``version=2`` plants the flaw in a V2 session: a flawed coupon sits among
+    up to two valid coupons of other campaigns (each code is checked on its
+    own, so only the flawed one is rejected); ``Flawed.code`` says which.
     """
     check_sandbox("invalid_sessions", sb, optional=False)
-    return _draw_flawed(sb)
+    check_version("invalid_sessions", version)
+    return _draw_flawed(sb) if version == 1 else _draw_flawed(sb, version=version)
 
 
 @st.composite
 @_shown_as("invalid_sessions")
-def _draw_flawed(draw: st.DrawFn, sb: Sandbox) -> Flawed:
+def _draw_flawed(draw: st.DrawFn, sb: Sandbox, *, version: int = 1) -> Flawed:
     # Reachability is read at draw time: the sandbox may have changed since the call.
     inv = inventory(sb)
     reachable = _reachable(inv)
     flaw = draw(st.sampled_from(tuple(reachable)))
     event(f"flaw={flaw}")
+    entry: CodeEntry | None
     if flaw in ("unknown_coupon", "unknown_referral"):
         kind = flaw.removeprefix("unknown_")
-        other = "referral" if kind == "coupon" else "coupon"
         profile = draw(st.none() | st.sampled_from(inv.profiles))
         ids = draw(_IDENTIFIER_LISTS)
-        codes = {kind: draw(_unknown_code(inv)), other: _other_code(draw, inv, other, profile, ids)}
+        code, entry = draw(_unknown_code(inv)), None
     else:
-        plan = draw(st.sampled_from(_plans(inv)[flaw]))
-        kind = plan.entry.kind
-        other = "referral" if kind == "coupon" else "coupon"
+        plan = _index(draw, _plans(inv)[flaw])
+        kind, entry = plan.entry.kind, plan.entry
         profile, ids = _settle(draw, inv, plan, [flaw])
-        codes = {
-            kind: draw(st.sampled_from(inv.variants(plan.entry.code))),
-            other: _other_code(draw, inv, other, profile, ids),
-        }
-    session = draw_session(draw, sb, {"profile_id": profile, "identifiers": ids, **codes})
-    return Flawed(session, flaw, reachable[flaw])
+        code = _variant(draw, inv, plan.entry)
+    codes = _codes(draw, inv, version, kind=kind, code=code, entry=entry, profile=profile, ids=ids)
+    fixed = {"profile_id": profile, "identifiers": ids, **codes}
+    session = draw_session(draw, sb, fixed, version)
+    return Flawed(session, flaw, reachable[flaw], code)

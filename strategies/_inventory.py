@@ -22,8 +22,9 @@ from hypothesis.errors import InvalidArgument
 
 from sandbox.conditions import Hint
 from sandbox.core import Sandbox
-from sandbox.models import json_value
+from sandbox.models import SessionState, json_value
 from sandbox.rules import Campaign, Coupon, Referral
+from sandbox.talon import EffectType
 
 __all__ = ["CodeEntry", "CounterId", "Inventory", "check_sandbox", "inventory"]
 
@@ -61,17 +62,26 @@ class Inventory:
     fresh_identifier: str
     amounts: tuple[Decimal, ...]
     attribute_pairs: tuple[tuple[str, Any], ...]
+    profile_pairs: tuple[tuple[str, Any], ...]
     strings: tuple[str, ...]
     skus: tuple[str, ...]
     categories: tuple[str, ...]
+    cost_names: tuple[str, ...]
+    referred: Mapping[int, frozenset[str]]
+    """Campaign id -> the profiles whose closed sessions redeemed one of its referrals."""
     memo: dict[str, Any] = attrs.field(factory=dict)
 
     def of_kind(self, kind: str) -> tuple[CodeEntry, ...]:
-        return tuple(entry for entry in self.codes if entry.kind == kind)
+        found: tuple[CodeEntry, ...] | None = self.memo.get(f"of_kind:{kind}")
+        if found is None:
+            found = self.memo[f"of_kind:{kind}"] = tuple(e for e in self.codes if e.kind == kind)
+        return found
 
     def is_known(self, code: str) -> bool:
-        stored = self.normalize(code)
-        return any(entry.code == stored for entry in self.codes)
+        known: frozenset[str] | None = self.memo.get("known")
+        if known is None:
+            known = self.memo["known"] = frozenset(entry.code for entry in self.codes)
+        return self.normalize(code) in known
 
     def variants(self, code: str) -> tuple[str, ...]:
         """The code as stored, then other letter cases the sandbox maps to it."""
@@ -79,6 +89,15 @@ class Inventory:
         if self.case_insensitive:
             forms += [code.lower(), code.upper(), code.swapcase(), code.title()]
         return tuple(f for f in dict.fromkeys(forms) if self.normalize(f) == code)
+
+    def identifiers_key(self, identifiers: Sequence[str] | None) -> Hashable:
+        """What of a session's identifiers the code checks can see: whether there are
+        any, and which of them the sandbox knows (only those have counters)."""
+        known: frozenset[str] | None = self.memo.get("identifier_set")
+        if known is None:
+            known = self.memo["identifier_set"] = frozenset(self.identifiers)
+        ids = identifiers or ()
+        return bool(ids), frozenset(i for i in ids if i in known)
 
 
 def check_sandbox(caller: str, sb: Any, *, optional: bool) -> None:
@@ -145,6 +164,15 @@ def _read(sb: Sandbox) -> Inventory:
         if "Identifier" in counter.scope:
             counted_identifiers.append(counter.scope["Identifier"])
 
+    referred: dict[int, set[str]] = {}
+    for stored in sb.sessions.values():
+        if stored.state not in (SessionState.CLOSED, SessionState.PARTIALLY_RETURNED):
+            continue
+        profile = stored.submitted.profile_id
+        for effect in stored.effects:
+            if profile and effect.effect_type is EffectType.ACCEPT_REFERRAL:
+                referred.setdefault(effect.campaign_id, set()).add(profile)
+
     hints = [h for c in sb.campaigns for r in c.rules for cond in r.conditions for h in cond.hints]
     strings = _unique(h.value for h in hints if h.kind == "string")[:_MAX_STRINGS]
     numbers = [h.value for h in hints if h.kind in ("total", "number")]
@@ -159,6 +187,16 @@ def _read(sb: Sandbox) -> Inventory:
         elif _is_json(hint.value):
             pairs.append((hint.key, hint.value))
 
+    profile_pairs: list[tuple[str, Any]] = []
+    for hint in hints:
+        if hint.kind != "profile_attribute" or not isinstance(hint.key, str):
+            continue
+        if _is_number(hint.value):
+            profile_pairs += [(hint.key, v) for v in _around(hint.value)]
+        elif _is_json(hint.value):
+            profile_pairs.append((hint.key, hint.value))
+    costs = [getattr(e, "cost", None) for c in sb.campaigns for r in c.rules for e in r.effects]
+
     people = [
         p
         for entry in codes
@@ -170,7 +208,10 @@ def _read(sb: Sandbox) -> Inventory:
         if p
     ]
     profile_hints = [h.value for h in hints if h.kind == "profile" and isinstance(h.value, str)]
-    profiles = _unique([*_BASE_PROFILES, *people, *counted_profiles, *profile_hints])
+    referred_profiles = [p for found in referred.values() for p in sorted(found)]
+    profiles = _unique(
+        [*_BASE_PROFILES, *people, *counted_profiles, *referred_profiles, *profile_hints]
+    )
     identifier_hints = [h.value for h in hints if h.kind == "identifier"]
     identifiers = _unique([*counted_identifiers, *identifier_hints])
 
@@ -186,9 +227,12 @@ def _read(sb: Sandbox) -> Inventory:
         fresh_identifier=_fresh("192.0.2.{}", set(identifiers)),
         amounts=tuple(sorted({a for n in numbers for a in _around(n) if a >= 0})),
         attribute_pairs=tuple(dict.fromkeys((k, v) for k, v in pairs if _hashable(v))),
+        profile_pairs=tuple(dict.fromkeys((k, v) for k, v in profile_pairs if _hashable(v))),
         strings=strings,
         skus=_unique(h.value for h in hints if h.kind == "sku"),
         categories=_unique(h.value for h in hints if h.kind == "category"),
+        cost_names=_unique(costs),
+        referred={campaign: frozenset(found) for campaign, found in referred.items()},
     )
 
 

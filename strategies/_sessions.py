@@ -3,7 +3,9 @@
 Every field has a default strategy that starts with its simplest value (``None``
 for optional fields, ``"p1"``, ``"sku-1"``, ``Decimal("0.00")``), so a failing
 example shrinks to a session a person can read at a glance. Money is always a
-``Decimal`` with two places, never a float.
+``Decimal`` with two places, never a float. ``version=2`` draws Talon.One's
+current ``NewCustomerSessionV2``: several coupon codes, a referral code,
+session and per-item additional costs, and no client total.
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ from hypothesis.strategies import SearchStrategy
 
 from sandbox.core import Sandbox
 from sandbox.errors import ValidationError
-from sandbox.models import CartItem, NewCustomerSession, SessionState
+from sandbox.models import (
+    AdditionalCost,
+    AnySession,
+    CartItem,
+    NewCustomerSession,
+    NewCustomerSessionV2,
+    SessionState,
+)
 from strategies._inventory import Inventory, check_sandbox, inventory
 
 __all__ = ["cart_items", "sessions"]
@@ -32,6 +41,9 @@ _CENT = Decimal("0.01")
 _CODE_ALPHABET = string.ascii_uppercase + string.digits
 _MAX_CART_LINES = 4
 _MAX_IDENTIFIERS = 5
+_MAX_COUPON_CODES = 3
+_COST_NAMES = ("shipping", "packaging", "handling")
+VERSIONS = (1, 2)
 
 
 def _money(*, max_cents: int) -> SearchStrategy[Decimal]:
@@ -60,11 +72,12 @@ _ATTRIBUTE_DICTS: SearchStrategy[dict[str, Any]] = st.dictionaries(
 )
 
 _PROFILE_IDS: SearchStrategy[str] = st.integers(min_value=1, max_value=99).map("p{}".format)
+_CODES: SearchStrategy[str] = st.text(_CODE_ALPHABET, min_size=4, max_size=12)
 
 _SESSION_FIELDS: dict[str, SearchStrategy[Any]] = {
     "profile_id": st.none() | _PROFILE_IDS,
-    "coupon": st.none() | st.text(_CODE_ALPHABET, min_size=4, max_size=12),
-    "referral": st.none() | st.text(_CODE_ALPHABET, min_size=4, max_size=12),
+    "coupon": st.none() | _CODES,
+    "referral": st.none() | _CODES,
     "state": st.just(SessionState.OPEN),
     "identifiers": st.none()
     | st.lists(st.ip_addresses().map(str), min_size=1, max_size=_MAX_IDENTIFIERS).map(tuple),
@@ -72,8 +85,48 @@ _SESSION_FIELDS: dict[str, SearchStrategy[Any]] = {
 }
 
 
+def _costs(
+    names: Sequence[str], *, max_cents: int, min_size: int = 0
+) -> SearchStrategy[dict[str, AdditionalCost]]:
+    price = _money(max_cents=max_cents).map(lambda p: AdditionalCost(price=p))
+    return st.dictionaries(st.sampled_from(tuple(names)), price, min_size=min_size, max_size=2)
+
+
+def _coupon_codes(
+    element: SearchStrategy[str], normalize: Callable[[str], str]
+) -> SearchStrategy[tuple[str, ...] | None]:
+    # Codes equal after the sandbox's normalization are one code sent twice: a ValidationError.
+    codes = st.lists(element, max_size=_MAX_COUPON_CODES, unique_by=normalize).map(tuple)
+    return st.none() | codes
+
+
+# The V2 fields drawn by default; the others (storeIntegrationId, loyaltyCards,
+# evaluableCampaignIds) stay absent unless pinned. There is no client total in V2.
+_SESSION_FIELDS_V2: dict[str, SearchStrategy[Any]] = {
+    "profile_id": _SESSION_FIELDS["profile_id"],
+    "coupon_codes": _coupon_codes(_CODES, str.upper),
+    "referral_code": _SESSION_FIELDS["referral"],
+    "state": _SESSION_FIELDS["state"],
+    "additional_costs": st.none() | _costs(_COST_NAMES, max_cents=50_00),
+    "identifiers": _SESSION_FIELDS["identifiers"],
+    "attributes": _SESSION_FIELDS["attributes"],
+}
+
+
 # ---------------------------------------------------------------------------
 # Arguments: checked when the strategy is made, not when it is drawn from.
+
+
+def check_version(caller: str, version: Any) -> None:
+    if type(version) is not int or version not in VERSIONS:
+        raise InvalidArgument(
+            f"{caller}(version=...) must be 1 (the seed's NewCustomerSession) or 2 "
+            f"(Talon.One's NewCustomerSessionV2), got {type(version).__name__} {version!r}"
+        )
+
+
+def session_class(version: int) -> type[NewCustomerSession] | type[NewCustomerSessionV2]:
+    return NewCustomerSession if version == 1 else NewCustomerSessionV2
 
 
 def _check_fixed(caller: str, cls: type, base: Any, fixed: Mapping[str, Any]) -> None:
@@ -158,6 +211,13 @@ def _draw_cart_item(draw: st.DrawFn, /, **fixed: Any) -> CartItem:
 _CARTS: SearchStrategy[tuple[CartItem, ...] | None] = st.none() | st.lists(
     cart_items(), max_size=_MAX_CART_LINES
 ).map(tuple)
+# V2 items may carry their own additional costs (per unit: flattening multiplies them).
+_ITEM_COSTS: SearchStrategy[dict[str, AdditionalCost] | None] = st.none() | _costs(
+    _COST_NAMES, max_cents=10_00, min_size=1
+)
+_CARTS_V2: SearchStrategy[tuple[CartItem, ...] | None] = st.none() | st.lists(
+    cart_items(additional_costs=_ITEM_COSTS), max_size=_MAX_CART_LINES
+).map(tuple)
 _FREE_TOTALS: SearchStrategy[Decimal | None] = st.none() | _money(max_cents=1000_00)
 
 
@@ -188,6 +248,7 @@ class _Fields:
 
 
 _PLAIN = _Fields(_SESSION_FIELDS, _CARTS, _FREE_TOTALS)
+_PLAIN_V2 = _Fields(_SESSION_FIELDS_V2, _CARTS_V2, st.none())
 
 
 def _mixed(
@@ -208,16 +269,22 @@ def _known_codes(inv: Inventory, kind: str) -> SearchStrategy[str] | None:
     return st.sampled_from(codes).flatmap(lambda code: st.sampled_from(inv.variants(code)))
 
 
-def _rule_aware(inv: Inventory) -> _Fields:
-    cached: _Fields | None = inv.memo.get("fields")
+def _rule_aware(inv: Inventory, version: int = 1) -> _Fields:
+    cached: _Fields | None = inv.memo.get(f"fields:{version}")
     if cached is not None:
         return cached
     strings = list(inv.strings)
-    item = cart_items(
-        sku=_mixed(_ITEM_FIELDS["sku"], [*inv.skus, *strings]),
-        price=_mixed(_ITEM_FIELDS["price"], inv.amounts),
-        category=_mixed(_ITEM_FIELDS["category"], [*inv.categories, *strings]),
-    )
+    item_fields: dict[str, Any] = {
+        "sku": _mixed(_ITEM_FIELDS["sku"], [*inv.skus, *strings]),
+        "price": _mixed(_ITEM_FIELDS["price"], inv.amounts),
+        "category": _mixed(_ITEM_FIELDS["category"], [*inv.categories, *strings]),
+    }
+    cost_names = tuple(dict.fromkeys([*inv.cost_names, *_COST_NAMES]))
+    if version == 2:
+        item_fields["additional_costs"] = st.none() | _costs(
+            cost_names, max_cents=10_00, min_size=1
+        )
+    item = cart_items(**item_fields)
     fields = dict(_SESSION_FIELDS)
     fields["profile_id"] = st.one_of(st.none(), st.sampled_from(inv.profiles), _PROFILE_IDS)
     for kind in ("coupon", "referral"):
@@ -239,12 +306,28 @@ def _rule_aware(inv: Inventory) -> _Fields:
         fields["attributes"] = st.none() | st.builds(
             _merge, _ATTRIBUTE_DICTS, st.lists(st.one_of(pairs), max_size=3)
         )
+    if version == 2:
+        coupons = _CODES
+        known = _known_codes(inv, "coupon")
+        if known is not None:
+            coupons = coupons | known
+        fields = {
+            "profile_id": fields["profile_id"],
+            "coupon_codes": _coupon_codes(coupons, inv.normalize),
+            "referral_code": fields["referral"],
+            "state": fields["state"],
+            "additional_costs": st.none() | _costs(cost_names, max_cents=50_00),
+            "identifiers": fields["identifiers"],
+            "attributes": fields["attributes"],
+        }
     found = _Fields(
         session=fields,
         carts=st.none() | st.lists(item, max_size=_MAX_CART_LINES).map(tuple),
-        free_totals=_mixed(_money(max_cents=1000_00), inv.amounts, none=True),
+        free_totals=_mixed(_money(max_cents=1000_00), inv.amounts, none=True)
+        if version == 1
+        else st.none(),
     )
-    inv.memo["fields"] = found
+    inv.memo[f"fields:{version}"] = found
     return found
 
 
@@ -256,8 +339,9 @@ def _merge(random: dict[str, Any], hinted: list[tuple[str, Any]]) -> dict[str, A
 # Sessions
 
 
-def sessions(sb: Sandbox | None = None, **fixed: Any) -> SearchStrategy[NewCustomerSession]:
-    """A strategy for schema-valid, open :class:`~sandbox.NewCustomerSession` models.
+def sessions(sb: Sandbox | None = None, *, version: int = 1, **fixed: Any) -> SearchStrategy[Any]:
+    """A strategy for schema-valid, open :class:`~sandbox.NewCustomerSession` models
+    (``version=2``: :class:`~sandbox.NewCustomerSessionV2`).
 
     Sessions shrink to small, readable ones: every optional field may be
     ``None``; ``profile_id`` is short (``"p1"``); ``coupon`` and ``referral`` are
@@ -282,27 +366,42 @@ def sessions(sb: Sandbox | None = None, **fixed: Any) -> SearchStrategy[NewCusto
     line priced at the total); pinning both ``total`` and ``cart_items`` is
     taken as asked, even if they disagree.
 
+    ``version=2`` draws V2 sessions the same way, with ``coupon_codes`` (0..3
+    distinct codes, the sandbox's and unknown ones), ``referral_code``,
+    session-level ``additional_costs`` (shipping, packaging, handling and the
+    costs the sandbox's rules discount) and cart items that may carry their own
+    costs; quantities up to 5 exercise cart flattening. There is no ``total``
+    (V2 computes it); pinning takes the V2 field names.
+
     >>> s = sessions(profile_id="p1", coupon="XMAS-2021").example()
     >>> (s.profile_id, s.coupon, s.state.value)
     ('p1', 'XMAS-2021', 'open')
+    >>> sessions(version=2, coupon_codes=["A-1", "B-2"]).example().coupon_codes
+    ('A-1', 'B-2')
     """
     check_sandbox("sessions", sb, optional=True)
-    _check_fixed("sessions", NewCustomerSession, NewCustomerSession(), fixed)
-    return _draw_session(sb, **fixed)
+    check_version("sessions", version)
+    cls = session_class(version)
+    _check_fixed("sessions", cls, cls(), fixed)
+    if version == 1:
+        return _draw_session(sb, **fixed)
+    return _draw_session(sb, version=version, **fixed)
 
 
 @st.composite
 @_shown_as("sessions")
 def _draw_session(
-    draw: st.DrawFn, /, sb: Sandbox | None = None, **fixed: Any
-) -> NewCustomerSession:
-    return draw_session(draw, sb, fixed)
+    draw: st.DrawFn, /, sb: Sandbox | None = None, *, version: int = 1, **fixed: Any
+) -> AnySession:
+    return draw_session(draw, sb, fixed, version)
 
 
 def draw_session(
-    draw: st.DrawFn, sb: Sandbox | None, fixed: Mapping[str, Any]
-) -> NewCustomerSession:
+    draw: st.DrawFn, sb: Sandbox | None, fixed: Mapping[str, Any], version: int = 1
+) -> AnySession:
     """Draw one session inside another composite (no strategy built, nothing re-checked)."""
+    if version == 2:
+        return _draw_v2(draw, sb, fixed)
     fields = _PLAIN if sb is None else _rule_aware(inventory(sb))
     values = {name: _pick(draw, fixed, name, default) for name, default in fields.session.items()}
     if "total" in fixed and "cart_items" not in fixed:
@@ -317,7 +416,16 @@ def draw_session(
     return NewCustomerSession(**values)
 
 
+def _draw_v2(draw: st.DrawFn, sb: Sandbox | None, fixed: Mapping[str, Any]) -> NewCustomerSessionV2:
+    fields = _PLAIN_V2 if sb is None else _rule_aware(inventory(sb), 2)
+    values = {name: _pick(draw, fixed, name, default) for name, default in fields.session.items()}
+    values["cart_items"] = _pick(draw, fixed, "cart_items", fields.carts)
+    values.update({n: _pick(draw, fixed, n, st.none()) for n in fixed if n not in values})
+    return NewCustomerSessionV2(**values)
+
+
 # Registered on import (not through a Hypothesis entry point, see STYLE.md), so
 # st.from_type(NewCustomerSession) and st.builds(...) work once strategies is imported.
 st.register_type_strategy(NewCustomerSession, sessions())
+st.register_type_strategy(NewCustomerSessionV2, sessions(version=2))
 st.register_type_strategy(CartItem, cart_items())
