@@ -69,7 +69,7 @@ from sandbox.codec import dumps, parse_json
 from sandbox.core import Sandbox
 from sandbox.errors import Problem, SandboxError, ValidationError, escape_pointer_token
 from sandbox.models import NewCustomerSession
-from sandbox.state import IntegrationState
+from sandbox.state import IntegrationState, ProfileState
 from sandbox.talon import EffectType
 
 DEFAULT_RULES = "examples/xmas.py"
@@ -349,7 +349,7 @@ class _LineEvaluator:
             )
             return self._refuse(number, exc, message)
 
-    def _answer(self, number: int, result: IntegrationState | datetime) -> str:
+    def _answer(self, number: int, result: IntegrationState | ProfileState | datetime) -> str:
         where = f"{self.name}:{number}"
         if isinstance(result, datetime):  # a clock move answers with the new time
             if self.explain:
@@ -584,7 +584,7 @@ def _close(key: str, known: Sequence[str]) -> list[str]:
     return difflib.get_close_matches(key, known, n=1)
 
 
-_Step = Callable[[Sandbox, bool], "IntegrationState | datetime"]
+_Step = Callable[[Sandbox, bool], "IntegrationState | ProfileState | datetime"]
 
 
 def _step(data: Any, number: int) -> _Step:
@@ -601,6 +601,8 @@ def _step(data: Any, number: int) -> _Step:
         session_id = _session_id(data["returnItems"], "/returnItems")
         items = data["returnedCartItems"]
         return lambda sb, dry: sb.return_items(session_id, items, dry=dry)
+    if isinstance(data, dict) and "updateProfile" in data:
+        return _profile_step(data)
     if isinstance(data, dict) and set(data) == {"advance"}:
         step = _advance_step(data["advance"])
         # A clock move is not an evaluation: --dry moves the clock all the same.
@@ -614,6 +616,36 @@ def _step(data: Any, number: int) -> _Step:
             if not where:
                 raise
             raise exc.within(where) from None
+
+    return update
+
+
+def _profile_step(data: dict[str, Any]) -> _Step:
+    """``{"updateProfile": ID, "attributes": {...}, "runRuleEngine": false}``: the profile
+    updates ``fuzz`` prints. Without the rule engine it is not an evaluation, and
+    ``--dry`` applies it all the same (as a clock move)."""
+    problems = [
+        Problem(f"/{escape_pointer_token(key)}", f"unknown key {_short(key)!r} in a profile step")
+        for key in data
+        if key not in ("updateProfile", "attributes", "runRuleEngine")
+    ]
+    profile_id = data["updateProfile"]
+    if not isinstance(profile_id, str):
+        problems.append(
+            Problem("/updateProfile", f"must be a profile id (a string), got {_shown(profile_id)}")
+        )
+    run = data.get("runRuleEngine", False)
+    if not isinstance(run, bool):
+        problems.append(
+            Problem("/runRuleEngine", f"'runRuleEngine' must be true or false, got {_shown(run)}")
+        )
+    if problems:
+        raise ValidationError(problems, subject="step")
+    payload = {"attributes": data["attributes"]} if "attributes" in data else {}
+
+    def update(sb: Sandbox, dry: bool) -> IntegrationState | ProfileState:
+        answer = sb.update_profile(profile_id, payload, run_rule_engine=run, dry=dry and run)
+        return answer.evaluation if answer.evaluation is not None else answer
 
     return update
 

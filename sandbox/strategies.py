@@ -12,7 +12,8 @@ their own, and pytest puts ``tests/`` first on ``sys.path``, so a plain
 ``import strategies`` would find that file instead. This module therefore
 loads the package that sits beside ``sandbox`` by its location, and leaves
 whatever the name ``strategies`` meant before exactly as it was. Importing
-it registers ``st.from_type`` for ``NewCustomerSession`` and ``CartItem``.
+it registers ``st.from_type`` for ``NewCustomerSession``, ``NewCustomerSessionV2``
+and ``CartItem``.
 ``import sandbox`` alone never imports this module (nor Hypothesis).
 """
 
@@ -30,10 +31,12 @@ __all__ = [
     "VIOLATION_KINDS",
     "Flawed",
     "InvalidPayload",
+    "ProfileChange",
     "SessionLifecycle",
     "cart_items",
     "invalid_sessions",
     "payloads",
+    "profile_updates",
     "reachable_flaws",
     "sessions",
     "unreachable_flaws",
@@ -81,10 +84,12 @@ if TYPE_CHECKING:
         VIOLATION_KINDS,
         Flawed,
         InvalidPayload,
+        ProfileChange,
         SessionLifecycle,
         cart_items,
         invalid_sessions,
         payloads,
+        profile_updates,
         reachable_flaws,
         sessions,
         unreachable_flaws,

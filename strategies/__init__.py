@@ -1,7 +1,7 @@
 """Hypothesis strategies for promo-sandbox sessions.
 
-Importing this package registers ``st.from_type`` for ``NewCustomerSession``
-and ``CartItem`` (no Hypothesis entry point: see STYLE.md).
+Importing this package registers ``st.from_type`` for ``NewCustomerSession``,
+``NewCustomerSessionV2`` and ``CartItem`` (no Hypothesis entry point: see STYLE.md).
 
 >>> from hypothesis import given
 >>> from strategies import sessions
@@ -19,6 +19,7 @@ from strategies._flaws import (
     valid_sessions,
 )
 from strategies._payloads import VIOLATION_KINDS, InvalidPayload, payloads
+from strategies._profiles import ProfileChange, profile_updates
 from strategies._sessions import cart_items, sessions
 
 __all__ = [
@@ -26,10 +27,12 @@ __all__ = [
     "VIOLATION_KINDS",
     "Flawed",
     "InvalidPayload",
+    "ProfileChange",
     "SessionLifecycle",
     "cart_items",
     "invalid_sessions",
     "payloads",
+    "profile_updates",
     "reachable_flaws",
     "sessions",
     "unreachable_flaws",

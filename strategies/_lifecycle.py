@@ -4,6 +4,13 @@ Subclass :class:`SessionLifecycle`, override ``make_sandbox`` (and, if you
 like, ``sessions``), and run its ``TestCase``; every step's answer and the
 whole sandbox are checked against :mod:`sandbox.invariants`.
 
+Sessions are sent as V1 and V2 updates. V2 updates leave fields out, send
+``couponCodes: []`` or ``referralCode: ""``, and close or cancel with
+``{"state": ...}`` alone, so Talon.One's merge (a field sent replaces, a
+field left out keeps, ``[]`` and ``""`` discard) is exercised at every step.
+Profile updates (attributes from the rules' constants, sometimes with the
+rule engine run) and the codes that rules create at close take part too.
+
 A rule that keeps state outside the sandbox answers the same session
 differently the second time; the machine reports that as
 :class:`~sandbox.invariants.OutsideStateError` naming the rule, and raises it
@@ -25,7 +32,7 @@ from hypothesis.strategies import SearchStrategy
 
 from sandbox.codec import dumps, to_wire
 from sandbox.conditions import NotABoolError, as_bool
-from sandbox.core import Sandbox
+from sandbox.core import Sandbox, as_v2
 from sandbox.errors import TransitionError
 from sandbox.invariants import (
     InvariantViolation,
@@ -36,8 +43,12 @@ from sandbox.invariants import (
     deterministic,
     dry_run_changes_nothing,
 )
-from sandbox.models import AnySession, NewCustomerSession, SessionState
+from sandbox.models import AnySession, NewCustomerSession, NewCustomerSessionV2, SessionState
+from sandbox.models import replace as replace_model
 from sandbox.state import IntegrationState
+from strategies._inventory import Inventory, inventory
+from strategies._profiles import profile_updates
+from strategies._sessions import _shown_as, check_version, draw_session
 from strategies._sessions import sessions as _sessions
 
 __all__ = ["SessionLifecycle", "inventory_sessions"]
@@ -46,20 +57,55 @@ _MAX_SESSIONS = 6
 _OPEN = SessionState.OPEN
 _CLOSED = SessionState.CLOSED
 _RETURNED = SessionState.PARTIALLY_RETURNED
+_MERGED_FIELDS = (
+    "profile_id",
+    "coupon_codes",
+    "referral_code",
+    "cart_items",
+    "additional_costs",
+    "identifiers",
+    "attributes",
+    "state",
+)
+"""The V2 fields an update may leave out (the stored value stays)."""
 
 
-def inventory_sessions(sb: Sandbox, **fixed: Any) -> SearchStrategy[NewCustomerSession]:
-    """``strategies.sessions(sb, **fixed)``, or the same with a coupon and a
-    referral drawn from the sandbox's inventory (or absent)."""
-    coupons = sorted(code for c in sb.campaigns for code in c.coupons)
-    referrals = sorted(code for c in sb.campaigns for code in c.referrals)
-    if not (coupons or referrals):
-        return _sessions(sb, **fixed)
-    codes = {
-        "coupon": (st.none() | st.sampled_from(coupons)) if coupons else st.none(),
-        "referral": (st.none() | st.sampled_from(referrals)) if referrals else st.none(),
-    }
-    return st.one_of(_sessions(sb, **fixed), _sessions(sb, **{**codes, **fixed}))
+def inventory_sessions(sb: Sandbox, *, version: int = 1, **fixed: Any) -> SearchStrategy[Any]:
+    """``strategies.sessions(sb, **fixed)``, or the same with codes drawn from the
+    sandbox's inventory as it is when drawn (created codes included) or absent:
+    a coupon and a referral (``version=2``: up to three coupon codes)."""
+    check_version("inventory_sessions", version)
+    plain = _sessions(sb, **fixed) if version == 1 else _sessions(sb, version=version, **fixed)
+    return st.one_of(plain, _with_inventory_codes(sb, version, fixed))
+
+
+def _code_strategies(inv: Inventory) -> tuple[Any, Any]:
+    found: tuple[Any, Any] | None = inv.memo.get("inventory_codes")
+    if found is None:
+        coupons = tuple(sorted(e.code for e in inv.of_kind("coupon")))
+        referrals = tuple(sorted(e.code for e in inv.of_kind("referral")))
+        found = inv.memo["inventory_codes"] = (
+            st.sampled_from(coupons) if coupons else None,
+            st.sampled_from(referrals) if referrals else None,
+        )
+    return found
+
+
+@st.composite
+@_shown_as("inventory_sessions")
+def _with_inventory_codes(
+    draw: st.DrawFn, sb: Sandbox, version: int, fixed: Mapping[str, Any]
+) -> AnySession:
+    coupons, referrals = _code_strategies(inventory(sb))
+    referral = draw(st.none() | referrals) if referrals is not None else None
+    codes: dict[str, Any]
+    if version == 1:
+        coupon = draw(st.none() | coupons) if coupons is not None else None
+        codes = {"coupon": coupon, "referral": referral}
+    else:
+        picked = draw(st.lists(coupons, max_size=3, unique=True)) if coupons is not None else []
+        codes = {"coupon_codes": tuple(picked) or None, "referral_code": referral}
+    return draw_session(draw, sb, {**codes, **fixed}, version)
 
 
 def _properties(given: Any) -> dict[str, Callable[..., object]]:
@@ -177,10 +223,11 @@ class SessionLifecycle(RuleBasedStateMachine):
             "to build the rules under test"
         )
 
-    def sessions(self, sb: Sandbox) -> SearchStrategy[NewCustomerSession]:
-        """Open sessions to submit; by default ``strategies.sessions(sb)``, half
-        of them carrying the sandbox's own codes so that codes get used."""
-        return inventory_sessions(sb)
+    def sessions(self, sb: Sandbox) -> SearchStrategy[AnySession]:
+        """Open sessions to submit; by default ``strategies.sessions(sb)`` in both
+        dialects (V1 and V2), half of them carrying the sandbox's own codes so that
+        codes get used."""
+        return st.one_of(inventory_sessions(sb), inventory_sessions(sb, version=2))
 
     # -- setup ------------------------------------------------------------------
 
@@ -193,6 +240,7 @@ class SessionLifecycle(RuleBasedStateMachine):
             )
         self.sb = sb
         self._strategy = self.sessions(sb)
+        self._profiles = profile_updates(sb)
         self._next = 0
         # The calls made so far, as replayable wire data (what a report shows).
         self.steps: list[dict[str, Any]] = []
@@ -262,7 +310,7 @@ class SessionLifecycle(RuleBasedStateMachine):
             # line for both runs: Hypothesis tells failures apart by where they raise.
             raise known[0].with_traceback(None)
 
-    def _submit_checked(self, session_id: str, session: NewCustomerSession) -> None:
+    def _submit_checked(self, session_id: str, session: AnySession) -> None:
         dry = dry_run_changes_nothing(self.sb, session_id, session)
         assert dry is not None, "a dry run of a valid new session was refused"
         again = deterministic(self.sb, session, session_id=session_id)
@@ -292,18 +340,46 @@ class SessionLifecycle(RuleBasedStateMachine):
 
     @precondition(lambda self: bool(self._ids(_OPEN)))
     @rule(data=st.data())
-    def close(self, data: st.DataObject) -> None:
+    def update_open_v2(self, data: st.DataObject) -> None:
+        """A V2 update that leaves fields out or discards codes: Talon.One's merge."""
+        session_id = data.draw(st.sampled_from(self._ids(_OPEN)), label="session_id")
+        full = data.draw(self._strategy, label="session")
+        session = data.draw(partial_updates(full), label="update")
+        self._check(self._update(session_id, session))
+
+    @precondition(lambda self: bool(self._ids(_OPEN)))
+    @rule(data=st.data(), state_only=st.booleans())
+    def close(self, data: st.DataObject, state_only: bool) -> None:
+        """Close by re-sending the session (V1 or V2 alike), or by a V2 ``{"state":
+        "closed"}`` that keeps everything stored."""
         session_id = data.draw(st.sampled_from(self._ids(_OPEN)), label="session_id")
         submitted = self.sb.get_session(session_id).submitted
-        self._check(self._update(session_id, attrs.evolve(submitted, state=_CLOSED)))
+        closing: AnySession = attrs.evolve(submitted, state=_CLOSED)
+        if state_only:
+            closing = NewCustomerSessionV2(state=_CLOSED)
+        self._check(self._update(session_id, closing))
 
     @precondition(lambda self: bool(self._ids(_OPEN, _CLOSED, _RETURNED)))
-    @rule(data=st.data())
-    def cancel(self, data: st.DataObject) -> None:
+    @rule(data=st.data(), v2=st.booleans())
+    def cancel(self, data: st.DataObject, v2: bool) -> None:
         ids = self._ids(_OPEN, _CLOSED, _RETURNED)
         session_id = data.draw(st.sampled_from(ids), label="session_id")
-        cancelled = NewCustomerSession(state=SessionState.CANCELLED)
+        cancelled: AnySession = NewCustomerSession(state=SessionState.CANCELLED)
+        if v2:
+            cancelled = NewCustomerSessionV2(state=SessionState.CANCELLED)
         self._check(self._update(session_id, cancelled))
+
+    @rule(data=st.data(), run_rule_engine=st.booleans())
+    def update_profile(self, data: st.DataObject, run_rule_engine: bool) -> None:
+        """``updateCustomerProfileV2`` with attributes the profile rules compare against."""
+        change = data.draw(self._profiles, label="profile")
+        step = change.to_wire()
+        if run_rule_engine:
+            step["runRuleEngine"] = True
+        self.steps.append(step)
+        answer = change.apply(self.sb, run_rule_engine=run_rule_engine)
+        if answer.evaluation is not None:
+            self._check(answer.evaluation)
 
     @precondition(lambda self: bool(self._ids(_CLOSED)))
     @rule(data=st.data())
@@ -373,3 +449,29 @@ class SessionLifecycle(RuleBasedStateMachine):
     def sandbox_invariants(self) -> None:
         if hasattr(self, "sb"):
             check_sandbox(self.sb)
+
+
+def partial_updates(session: AnySession) -> SearchStrategy[NewCustomerSessionV2]:
+    """V2 updates made from ``session``: some fields left out (the stored values stay),
+    maybe ``coupon_codes=()`` or ``referral_code=""`` (which discard the stored ones)."""
+    full = as_v2(session)
+    return st.builds(
+        _partial,
+        st.just(full),
+        st.sets(st.sampled_from(_MERGED_FIELDS)),
+        st.booleans(),
+        st.booleans(),
+    )
+
+
+def _partial(
+    full: NewCustomerSessionV2, left_out: set[str], no_coupons: bool, no_referral: bool
+) -> NewCustomerSessionV2:
+    changes: dict[str, Any] = dict.fromkeys(left_out)
+    if no_coupons:
+        changes["coupon_codes"] = ()
+    if no_referral:
+        changes["referral_code"] = ""
+    if "state" not in left_out:
+        changes["state"] = _OPEN
+    return replace_model(full, **changes)

@@ -19,6 +19,7 @@ from sandbox import (
     CartItem,
     Limit,
     NewCustomerSession,
+    NewCustomerSessionV2,
     Sandbox,
     SessionState,
     ValidationError,
@@ -35,6 +36,7 @@ from strategies import (
     cart_items,
     invalid_sessions,
     payloads,
+    profile_updates,
     reachable_flaws,
     sessions,
     unreachable_flaws,
@@ -231,6 +233,7 @@ def varied_sandbox() -> Sandbox:
     tiny = sb.campaign("Tiny", limits=[Limit("redeemCoupon", 1)])
     tiny.coupon("TINY-1")
     tiny.coupon("TINY-2")
+    sb.campaign("Friends").referral("REF-B", advocate="adv-5")
     for campaign in sb.campaigns:
         campaign.rule("accept coupon", when=[c.coupon_valid], then=[e.set_discount("c", 1)])
         campaign.rule("accept referral", when=[c.referral_valid], then=[e.set_discount("r", 1)])
@@ -243,6 +246,9 @@ def varied_sandbox() -> Sandbox:
     ]
     for i, session in enumerate(closed):
         assert sb.update(f"setup-{i}", session).accepted_coupons == [session.coupon]
+    # bob has been referred in "Friends": another of its referrals is AlreadyReferred for him.
+    referred = NewCustomerSession(profile_id="bob", referral="REF-B", state=SessionState.CLOSED)
+    assert sb.update("setup-referred", referred).accepted_referrals == ["REF-B"]
     return sb
 
 
@@ -259,7 +265,8 @@ def _code(s: NewCustomerSession, kind: str) -> str | None:
 
 
 def flaw_kind(flaw: str) -> str:
-    return "referral" if "referral" in flaw or flaw == "friend_mismatch" else "coupon"
+    friend = flaw in ("friend_mismatch", "friend_already_referred")
+    return "referral" if "referral" in flaw or friend else "coupon"
 
 
 # What the test itself made for each flaw: (code, a fact about the session) -> bool.
@@ -276,6 +283,7 @@ FACTS: dict[str, Any] = {
     "coupon_limit_reached": lambda code, s: code == "ONCE-1",
     "self_referral": lambda code, s: code == "REF-A" and s.profile_id == "adv-1",
     "friend_mismatch": lambda code, s: code == "REF-F" and s.profile_id != "fred",
+    "friend_already_referred": lambda code, s: code == "REF-B" and s.profile_id == "bob",
     "coupon_profile_required": lambda code, s: code == "PP-1" and not s.profile_id,
     "coupon_profile_limit_reached": lambda code, s: code == "PP-1" and s.profile_id == "p1",
     "coupon_identifier_missing": lambda code, s: code == "IP-1" and not s.identifiers,
@@ -293,6 +301,7 @@ VALID = {
     "IP-1": lambda s: bool(s.identifiers) and "10.0.0.1" not in s.identifiers,
     "REF-A": lambda s: s.profile_id != "adv-1",
     "REF-F": lambda s: s.profile_id == "fred",
+    "REF-B": lambda s: s.profile_id not in ("bob", "adv-5"),
 }
 
 
@@ -492,3 +501,182 @@ def test_sandbox_strategies_show_the_call() -> None:
     assert repr(valid_sessions(SB)).startswith("valid_sessions(<Sandbox ")
     # The call only: what is unreachable is unreachable_flaws(sb)'s answer, not the repr's.
     assert repr(invalid_sessions(SB)) == f"invalid_sessions({SB!r})"
+
+
+# ---------------------------------------------------------------------------
+# V2 sessions (version=2): several codes, additional costs, flattened carts
+
+
+def _campaign_of(code: str) -> str:
+    for campaign in SB.campaigns:
+        if code in campaign.coupons or code in campaign.referrals:
+            return campaign.name
+    raise AssertionError(f"{code!r} is in no campaign")
+
+
+@settings(max_examples=100)
+@given(sessions(version=2), sessions(SB, version=2))
+def test_drawn_v2_sessions_validate_and_round_trip(
+    plain: NewCustomerSessionV2, aware: NewCustomerSessionV2
+) -> None:
+    for s in (plain, aware):
+        assert isinstance(s, NewCustomerSessionV2)
+        assert s.state is SessionState.OPEN
+        wire = to_wire(s)
+        assert "total" not in wire
+        assert "coupon" not in wire
+        assert from_wire(NewCustomerSessionV2, wire) == s
+        codes = [code.upper() for code in s.coupon_codes or ()]
+        assert len(codes) == len(set(codes)) <= 3
+        # V2's total, computed by hand: cart lines plus session costs plus item costs x quantity.
+        costs = sum((c.price for c in (s.additional_costs or {}).values()), Decimal(0))
+        for item in s.cart_items or ():
+            unit = sum((c.price for c in (item.additional_costs or {}).values()), Decimal(0))
+            costs += unit * item.quantity
+        lines = sum(((i.price or 0) * i.quantity for i in s.cart_items or ()), Decimal(0))
+        assert s.total == lines + costs
+    # Both sandboxes (flattened carts, the default, and one line per effect) take them.
+    for sb in (SB, FLAT_OFF):
+        assert sb.update("oracle", aware, dry=True).session.total == aware.total
+
+
+FLAT_OFF = Sandbox(now=NOW, flatten_cart_items=False)
+
+
+@settings(max_examples=100)
+@given(valid_sessions(SB, version=2))
+def test_valid_v2_sessions_have_no_rejected_codes_and_one_code_per_campaign(
+    s: NewCustomerSessionV2,
+) -> None:
+    assert isinstance(s, NewCustomerSessionV2)
+    codes = [code.upper() for code in s.coupon_codes or ()]
+    for code in [*codes, *([s.referral_code.upper()] if s.referral_code else [])]:
+        assert VALID[code](s), f"{code!r} is not valid for {s!r}"
+    assert len({_campaign_of(code) for code in codes}) == len(codes)
+    state = SB.update("oracle", s, dry=True)
+    assert state.rejected_coupons == {}
+    assert state.rejected_referrals == {}
+    assert sorted(c.upper() for c in state.accepted_coupons) == sorted(codes)
+
+
+@settings(max_examples=100)
+@given(invalid_sessions(SB, version=2))
+def test_a_flawed_v2_session_rejects_its_planted_code_alone(f: Flawed) -> None:
+    s = f.session
+    assert isinstance(s, NewCustomerSessionV2)
+    assert f.code is not None
+    kind = flaw_kind(f.flaw)
+    assert FACTS[f.flaw](f.code.upper(), _as_v1_view(s, kind, f.code))
+    state = SB.update("oracle", s, dry=True)
+    if kind == "coupon":
+        assert f.code in (s.coupon_codes or ())
+        assert state.rejected_coupons == {f.code: f.expected}
+        assert not state.rejected_referrals
+        # Every other code is valid for the session, and accepted.
+        others = [c for c in s.coupon_codes or () if c != f.code]
+        assert all(VALID[c.upper()](s) for c in others)
+        assert sorted(state.accepted_coupons) == sorted(others)
+    else:
+        assert s.referral_code == f.code
+        assert state.rejected_referrals == {f.code: f.expected}
+        assert not state.rejected_coupons
+
+
+def _as_v1_view(s: NewCustomerSessionV2, kind: str, code: str) -> NewCustomerSession:
+    """The facts about a flaw read profile and identifiers; give them a V1 session."""
+    planted = {"coupon": code} if kind == "coupon" else {"referral": code}
+    return NewCustomerSession(profile_id=s.profile_id, identifiers=s.identifiers, **planted)
+
+
+def test_invalid_sessions_produce_referral_customer_already_referred() -> None:
+    assert reachable_flaws(SB)["friend_already_referred"] == "ReferralCustomerAlreadyReferred"
+    found = minimal(invalid_sessions(SB), lambda f: f.flaw == "friend_already_referred")
+    assert (found.session.profile_id, found.session.referral.upper()) == ("bob", "REF-B")
+    state = SB.update("oracle", found.session, dry=True)
+    assert state.rejected_referrals == {found.session.referral: "ReferralCustomerAlreadyReferred"}
+
+
+@settings(max_examples=100)
+@given(payloads(valid=False, version=2))
+def test_an_invalid_v2_payload_fails_at_its_pointer(case: InvalidPayload) -> None:
+    assert case.kind in VIOLATION_KINDS
+    with pytest.raises(ValidationError) as info:
+        from_wire(NewCustomerSessionV2, case.payload)
+    assert case.pointer in info.value.pointers
+    with pytest.raises(ValidationError):
+        SB.update("oracle", case.payload, dry=True)
+
+
+@settings(max_examples=50)
+@given(payloads(version=2), payloads(sb=SB, version=2))
+def test_a_valid_v2_payload_structures(plain: dict[str, Any], aware: dict[str, Any]) -> None:
+    for payload in (plain, aware):
+        assert to_wire(from_wire(NewCustomerSessionV2, payload)) == payload
+        SB.update("oracle", payload, dry=True)
+
+
+def test_the_v2_strategies_check_their_arguments_and_show_the_call() -> None:
+    with pytest.raises(InvalidArgument, match=r"version=\.\.\.\) must be 1 .* or 2 .*got int 3"):
+        sessions(version=3)
+    with pytest.raises(InvalidArgument, match="valid_sessions"):
+        valid_sessions(SB, version="2")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="coupon_codes"):
+        sessions(version=2, coupon="X")
+    assert repr(valid_sessions(SB, version=2)) == f"valid_sessions({SB!r}, version=2)"
+    assert repr(payloads(version=2)) == "payloads(version=2)"
+    assert st.from_type(NewCustomerSessionV2).example().state is SessionState.OPEN
+
+
+# ---------------------------------------------------------------------------
+# Profiles: attributes from the rules' constants, set before the sessions
+
+
+def profile_shop() -> Sandbox:
+    sb = Sandbox(now=NOW)
+    sb.campaign("Gold").rule(
+        "gold", when=[c.profile_attribute_equals("tier", "gold")], then=[e.set_discount("g", 1)]
+    )
+    sb.campaign("Regulars").rule(
+        "five visits",
+        when=[c.profile_attribute_at_least("visits", 5)],
+        then=[e.set_discount("r", 1)],
+    )
+    return sb
+
+
+def test_profile_attributes_from_hints_make_the_profile_rules_fire() -> None:
+    fired: Counter[str] = Counter()
+
+    @settings(max_examples=200, database=None, suppress_health_check=list(HealthCheck))
+    @given(st.data())
+    def draw(data: st.DataObject) -> None:
+        sb = profile_shop()
+        # The test's own record of each profile's attributes (merged as Talon.One documents).
+        known: dict[str, dict[str, Any]] = {}
+        for change in data.draw(st.lists(profile_updates(sb), min_size=1, max_size=3)):
+            change.apply(sb)
+            known.setdefault(change.profile_id, {}).update(change.attributes)
+        s = data.draw(sessions(sb))
+        attributes = known.get(s.profile_id or "", {})
+        visits = attributes.get("visits")
+        expected = {
+            "g": attributes.get("tier") == "gold",
+            "r": isinstance(visits, int | Decimal) and not isinstance(visits, bool) and visits >= 5,
+        }
+        discounts = sb.update("s", s, dry=True).discounts
+        assert {name: name in discounts for name in expected} == expected
+        fired.update(name for name, held in expected.items() if held)
+        fired["a cent below"] += visits == Decimal("4.99")
+
+    draw()
+    assert fired["g"] >= 3, fired
+    assert fired["r"] >= 3, fired
+    assert fired["a cent below"] >= 1, fired
+
+
+def test_profile_updates_shrink_to_p1_without_attributes_and_check_their_argument() -> None:
+    change = minimal(profile_updates(profile_shop()))
+    assert (change.profile_id, change.attributes) == ("p1", {})
+    assert change.to_wire() == {"updateProfile": "p1", "attributes": {}}
+    with pytest.raises(InvalidArgument, match="profile_updates"):
+        profile_updates("sb")  # type: ignore[arg-type]
