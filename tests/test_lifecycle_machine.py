@@ -6,14 +6,18 @@ Under the default (or "dev", or "ci") profile it takes a few seconds; under
 
 from __future__ import annotations
 
+from collections import Counter
 from decimal import Decimal
+from typing import Any, ClassVar
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import run_state_machine_as_test
 
-from sandbox import Limit, Sandbox
+from sandbox import IntegrationState, Limit, NewCustomerSession, NewCustomerSessionV2, Sandbox
 from sandbox import conditions as c
 from sandbox import effects as e
+from sandbox.models import AnySession, SessionState
 from strategies import SessionLifecycle
 
 
@@ -177,3 +181,135 @@ def test_a_user_property_violated_only_after_a_cancel_is_found() -> None:
                 max_examples=60, stateful_step_count=10, deadline=None, database=None
             ),
         )
+
+
+# ---------------------------------------------------------------------------
+# V2 merges, profiles and created codes, checked against the test's own model
+
+MERGED = (
+    "profile_id",
+    "coupon_codes",
+    "referral_code",
+    "cart_items",
+    "additional_costs",
+    "identifiers",
+    "attributes",
+)
+
+
+def rewards_shop() -> Sandbox:
+    """Profile rules, a create-coupon rule and a referral beside the small shop."""
+    sb = small_shop()
+    next_order = sb.campaign("Next order", limits=[Limit("redeemCoupon", 1, entities=["Profile"])])
+    next_order.rule(
+        "10% with a reward code", when=[c.coupon_valid], then=[e.set_discount("Reward", percent=10)]
+    )
+    sb.campaign("First order reward").rule(
+        "a code for the next order",
+        when=[c.first_order, c.total_at_least(30)],
+        then=[e.create_coupon(pattern="NEXT-####", valid_days=30, campaign="Next order")],
+    )
+    sb.campaign("Gold").rule(
+        "gold shipping",
+        when=[c.profile_attribute_equals("tier", "gold")],
+        then=[e.set_discount_per_additional_cost("Free shipping", cost="shipping", percent=100)],
+    )
+    return sb
+
+
+def _view(session: AnySession) -> dict[str, Any]:
+    """The fields a V2 merge works on, for either dialect (V1's coupon is one code)."""
+    if isinstance(session, NewCustomerSession):
+        return {
+            "profile_id": session.profile_id,
+            "coupon_codes": None if session.coupon is None else (session.coupon,),
+            "referral_code": session.referral,
+            "cart_items": session.cart_items,
+            "additional_costs": None,
+            "identifiers": session.identifiers,
+            "attributes": session.attributes,
+        }
+    return {name: getattr(session, name) for name in MERGED}
+
+
+def expected_after(
+    stored: dict[str, Any] | None, current: SessionState | None, sent: AnySession
+) -> tuple[dict[str, Any], SessionState]:
+    """Talon.One's merge, restated (reference 1.1): V1 replaces; V2 keeps what it leaves
+    out, replaces what it sends, and ``referralCode: ""`` discards. Rolling back a closed
+    session keeps its fields; so does cancelling an open one."""
+    state = sent.state if sent.state is not None else (current or SessionState.OPEN)
+    rollback = state is SessionState.CANCELLED and current is not None
+    if rollback and current is not SessionState.OPEN:
+        assert stored is not None
+        return stored, state
+    if isinstance(sent, NewCustomerSession) and not rollback:
+        return _view(sent), state
+    merged = dict(stored or dict.fromkeys(MERGED))
+    for name, value in _view(sent).items():
+        if value is not None:
+            merged[name] = None if name == "referral_code" and value == "" else value
+    return merged, state
+
+
+class MergeLifecycle(SessionLifecycle):
+    """The lifecycle over the rewards shop, every stored session checked against the
+    test's own merge model after every update."""
+
+    seen: ClassVar[Counter[str]] = Counter()
+
+    def make_sandbox(self) -> Sandbox:
+        self.model: dict[str, dict[str, Any]] = {}
+        return rewards_shop()
+
+    def _update(self, session_id: str, session: AnySession) -> IntegrationState:
+        before = self.model.get(session_id)
+        # The state comes from the sandbox: reopen and returns move it without an update.
+        held = self.sb.sessions.get(session_id)
+        expected = expected_after(before, held.state if held else None, session)
+        state = super()._update(session_id, session)
+        stored = self.sb.get_session(session_id)
+        assert (_view(stored.submitted), stored.state) == expected, (session_id, session)
+        self.model[session_id] = expected[0]
+        kind = "v2" if isinstance(session, NewCustomerSessionV2) else "v1"
+        self.seen[f"{kind} update"] += 1
+        left_out = [n for n in MERGED if getattr(session, n, None) is None]
+        self.seen["v2 field left out"] += kind == "v2" and bool(left_out) and before is not None
+        self.seen["codes discarded"] += getattr(session, "coupon_codes", None) == ()
+        self.seen["created"] += len(state.created_coupons)
+        used = {c.upper() for c in state.accepted_coupons}
+        self.seen["created code redeemed"] += any(c.startswith("NEXT-") for c in used)
+        self.seen["gold shipping"] += "Free shipping" in state.discounts
+        return state
+
+    def _check(self, state: IntegrationState) -> None:
+        if state.session_id.startswith("profile:"):
+            self.seen["profile evaluated"] += 1
+        super()._check(state)
+
+
+def test_v2_updates_merge_as_the_model_says_and_lifecycles_with_profiles_and_created_codes_keep_every_invariant() -> (
+    None
+):
+    MergeLifecycle.seen.clear()
+    run_state_machine_as_test(
+        MergeLifecycle,
+        settings=settings(
+            max_examples=60 if not _DEEP else _PROFILE_EXAMPLES,
+            stateful_step_count=30,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
+    seen = MergeLifecycle.seen
+    # The run reached what it is meant to check, not only empty sessions.
+    for what in (
+        "v1 update",
+        "v2 update",
+        "v2 field left out",
+        "codes discarded",
+        "created",
+        "profile evaluated",
+    ):
+        assert seen[what] > 0, (what, seen)
