@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from hypothesis import event
@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 Identifiers = tuple[str, ...] | None
+_T = TypeVar("_T")
 
 
 @attrs.frozen
@@ -252,6 +253,14 @@ def _index(draw: st.DrawFn, items: Sequence[Any]) -> Any:
     return items[draw(st.integers(min_value=0, max_value=len(items) - 1))]
 
 
+def _maybe(draw: st.DrawFn, items: Sequence[_T]) -> _T | None:
+    """None or one of ``items``, in one choice that shrinks to None."""
+    if not items:
+        return None
+    picked = draw(st.integers(min_value=0, max_value=len(items)))
+    return None if picked == 0 else items[picked - 1]
+
+
 @attrs.frozen
 class _Plan:
     """A code and a profile and identifiers that give it the wanted problems."""
@@ -337,10 +346,8 @@ def _other_code(
     draw: st.DrawFn, inv: Inventory, kind: str, profile: str | None, ids: Identifiers
 ) -> str | None:
     """Maybe a code of ``kind`` that is valid with this profile and these identifiers."""
-    fits = _valid_codes(inv, kind, profile, ids)
-    if not fits or not draw(st.booleans()):
-        return None
-    return _variant(draw, inv, _index(draw, fits))
+    entry = _maybe(draw, _valid_codes(inv, kind, profile, ids))
+    return None if entry is None else _variant(draw, inv, entry)
 
 
 def _other_coupons(
@@ -425,13 +432,6 @@ def valid_sessions(sb: Sandbox, *, version: int = 1) -> SearchStrategy[Any]:
     return _draw_valid(sb) if version == 1 else _draw_valid(sb, version=version)
 
 
-def _maybe_plan(draw: st.DrawFn, options: Sequence[_Plan]) -> _Plan | None:
-    if not options or not draw(st.booleans()):
-        return None
-    found: _Plan = _index(draw, options)
-    return found
-
-
 @st.composite
 @_shown_as("valid_sessions")
 def _draw_valid(draw: st.DrawFn, sb: Sandbox, *, version: int = 1) -> AnySession:
@@ -439,15 +439,15 @@ def _draw_valid(draw: st.DrawFn, sb: Sandbox, *, version: int = 1) -> AnySession
     plans = _plans(inv)
     first = draw(st.sampled_from(("coupon", "referral")))
     second = "referral" if first == "coupon" else "coupon"
-    plan = _maybe_plan(draw, plans.get(f"valid_{first}", []))
+    plan = _maybe(draw, plans.get(f"valid_{first}", []))
     if plan is None:
         # Without a first code, the second (if any) decides profile and identifiers.
-        plan = _maybe_plan(draw, plans.get(f"valid_{second}", []))
+        plan = _maybe(draw, plans.get(f"valid_{second}", []))
         if plan is None:
             none = {"coupon": None, "referral": None}
             if version == 2:
                 none = {"coupon_codes": None, "referral_code": None}
-            return draw_session(draw, sb, none, version)
+            return draw_session(draw, sb, none, version, inv)
         first = second
     profile, ids = _settle(draw, inv, plan, [])
     codes = _codes(
@@ -461,7 +461,7 @@ def _draw_valid(draw: st.DrawFn, sb: Sandbox, *, version: int = 1) -> AnySession
         ids=ids,
     )
     fixed = {"profile_id": profile, "identifiers": ids, **codes}
-    return draw_session(draw, sb, fixed, version)
+    return draw_session(draw, sb, fixed, version, inv)
 
 
 def invalid_sessions(sb: Sandbox, *, version: int = 1) -> SearchStrategy[Flawed]:
@@ -502,5 +502,5 @@ def _draw_flawed(draw: st.DrawFn, sb: Sandbox, *, version: int = 1) -> Flawed:
         code = _variant(draw, inv, plan.entry)
     codes = _codes(draw, inv, version, kind=kind, code=code, entry=entry, profile=profile, ids=ids)
     fixed = {"profile_id": profile, "identifiers": ids, **codes}
-    session = draw_session(draw, sb, fixed, version)
+    session = draw_session(draw, sb, fixed, version, inv)
     return Flawed(session, flaw, reachable[flaw], code)

@@ -139,7 +139,9 @@ def _fingerprint(sb: Sandbox) -> Hashable:
         )
         for c in sb.campaigns
     )
-    return (sb.now, sb.case_sensitivity, campaigns, frozenset(sb.ledger.counters.items()))
+    # A tuple, not a frozenset: comparing it with the last one meets the same key objects
+    # and compares by identity, where a frozenset would hash every counter key each draw.
+    return (sb.now, sb.case_sensitivity, campaigns, tuple(sb.ledger.counters.items()))
 
 
 def _read(sb: Sandbox) -> Inventory:

@@ -96,7 +96,8 @@ def _code_strategies(inv: Inventory) -> tuple[Any, Any]:
 def _with_inventory_codes(
     draw: st.DrawFn, sb: Sandbox, version: int, fixed: Mapping[str, Any]
 ) -> AnySession:
-    coupons, referrals = _code_strategies(inventory(sb))
+    inv = inventory(sb)
+    coupons, referrals = _code_strategies(inv)
     referral = draw(st.none() | referrals) if referrals is not None else None
     codes: dict[str, Any]
     if version == 1:
@@ -105,7 +106,7 @@ def _with_inventory_codes(
     else:
         picked = draw(st.lists(coupons, max_size=3, unique=True)) if coupons is not None else []
         codes = {"coupon_codes": tuple(picked) or None, "referral_code": referral}
-    return draw_session(draw, sb, {**codes, **fixed}, version)
+    return draw_session(draw, sb, {**codes, **fixed}, version, inv)
 
 
 def _properties(given: Any) -> dict[str, Callable[..., object]]:

@@ -397,12 +397,19 @@ def _draw_session(
 
 
 def draw_session(
-    draw: st.DrawFn, sb: Sandbox | None, fixed: Mapping[str, Any], version: int = 1
+    draw: st.DrawFn,
+    sb: Sandbox | None,
+    fixed: Mapping[str, Any],
+    version: int = 1,
+    inv: Inventory | None = None,
 ) -> AnySession:
-    """Draw one session inside another composite (no strategy built, nothing re-checked)."""
+    """Draw one session inside another composite (no strategy built, nothing re-checked);
+    ``inv`` is the sandbox's inventory when the caller has already read it."""
+    if sb is not None and inv is None:
+        inv = inventory(sb)
     if version == 2:
-        return _draw_v2(draw, sb, fixed)
-    fields = _PLAIN if sb is None else _rule_aware(inventory(sb))
+        return _draw_v2(draw, inv, fixed)
+    fields = _PLAIN if inv is None else _rule_aware(inv)
     values = {name: _pick(draw, fixed, name, default) for name, default in fields.session.items()}
     if "total" in fixed and "cart_items" not in fixed:
         values["total"] = _pick(draw, fixed, "total", st.none())
@@ -416,8 +423,10 @@ def draw_session(
     return NewCustomerSession(**values)
 
 
-def _draw_v2(draw: st.DrawFn, sb: Sandbox | None, fixed: Mapping[str, Any]) -> NewCustomerSessionV2:
-    fields = _PLAIN_V2 if sb is None else _rule_aware(inventory(sb), 2)
+def _draw_v2(
+    draw: st.DrawFn, inv: Inventory | None, fixed: Mapping[str, Any]
+) -> NewCustomerSessionV2:
+    fields = _PLAIN_V2 if inv is None else _rule_aware(inv, 2)
     values = {name: _pick(draw, fixed, name, default) for name, default in fields.session.items()}
     values["cart_items"] = _pick(draw, fixed, "cart_items", fields.carts)
     values.update({n: _pick(draw, fixed, n, st.none()) for n in fixed if n not in values})

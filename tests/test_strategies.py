@@ -281,7 +281,9 @@ FACTS: dict[str, Any] = {
     "referral_campaign_not_running": lambda code, s: code == "REF-OFF",
     "archived_coupon_campaign": lambda code, s: code == "ARCH-1",
     "coupon_limit_reached": lambda code, s: code == "ONCE-1",
-    "self_referral": lambda code, s: code == "REF-A" and s.profile_id == "adv-1",
+    "self_referral": lambda code, s: (
+        (code, s.profile_id) in {("REF-A", "adv-1"), ("REF-B", "adv-5")}
+    ),
     "friend_mismatch": lambda code, s: code == "REF-F" and s.profile_id != "fred",
     "friend_already_referred": lambda code, s: code == "REF-B" and s.profile_id == "bob",
     "coupon_profile_required": lambda code, s: code == "PP-1" and not s.profile_id,
