@@ -247,9 +247,7 @@ class SessionLifecycle(RuleBasedStateMachine):
         self.steps: list[dict[str, Any]] = []
 
     def _update(self, session_id: str, session: AnySession) -> IntegrationState:
-        self.steps.append(
-            {"customerSessionId": session_id, "customerSession": to_wire(session, exact=True)}
-        )
+        self.steps.append({"customerSessionId": session_id, "customerSession": _step(session)})
         return self.sb.update(session_id, session)
 
     def _ids(self, *states: SessionState) -> list[str]:
@@ -476,3 +474,13 @@ def _partial(
     if "state" not in left_out:
         changes["state"] = _OPEN
     return replace_model(full, **changes)
+
+
+def _step(session: AnySession) -> dict[str, Any]:
+    """The session as a replayable wire dict, in its own dialect: a bare dict without
+    ``coupon``, ``referral`` or ``total`` reads as V2 (DESIGN.md section 3), so a V1
+    session that sends none of them says ``"coupon": null``."""
+    wire: dict[str, Any] = to_wire(session, exact=True)
+    if isinstance(session, NewCustomerSession) and not {"coupon", "referral", "total"} & set(wire):
+        wire["coupon"] = None
+    return wire

@@ -6,6 +6,7 @@ Under the default (or "dev", or "ci") profile it takes a few seconds; under
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -17,6 +18,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from sandbox import IntegrationState, Limit, NewCustomerSession, NewCustomerSessionV2, Sandbox
 from sandbox import conditions as c
 from sandbox import effects as e
+from sandbox.codec import dumps
 from sandbox.models import AnySession, SessionState
 from strategies import SessionLifecycle
 
@@ -313,3 +315,38 @@ def test_v2_updates_merge_as_the_model_says_and_lifecycles_with_profiles_and_cre
         "profile evaluated",
     ):
         assert seen[what] > 0, (what, seen)
+
+
+def test_the_steps_a_lifecycle_records_replay_to_the_same_sandbox() -> None:
+    from sandbox.cli import _step  # what `fuzz --replay` and `eval` run each line with
+
+    class Recorded(SessionLifecycle):
+        runs: ClassVar[list[tuple[list[dict[str, Any]], Sandbox]]] = []
+
+        def make_sandbox(self) -> Sandbox:
+            return rewards_shop()
+
+        def teardown(self) -> None:
+            if hasattr(self, "sb"):
+                self.runs.append((json.loads(dumps(self.steps)), self.sb))
+
+    run_state_machine_as_test(
+        Recorded,
+        settings=settings(
+            max_examples=15,
+            stateful_step_count=25,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
+    assert Recorded.runs
+    kinds: Counter[str] = Counter()
+    for steps, sb in Recorded.runs:
+        again = rewards_shop()
+        for number, step in enumerate(steps, start=1):
+            _step(step, number)(again, False)
+            kinds[next(iter(step))] += 1
+        assert again.snapshot() == sb.snapshot(), steps
+    assert kinds["updateProfile"] > 0, kinds
+    assert kinds["customerSessionId"] > 0, kinds
