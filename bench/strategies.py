@@ -75,17 +75,29 @@ PLAIN_V1 = st.builds(
     total=st.none() | _money(1000_00),
     **_COMMON,
 )
+_COST_NAMES = st.sampled_from(("shipping", "packaging", "handling"))
 _COSTS = st.none() | st.dictionaries(
-    st.sampled_from(("shipping", "packaging", "handling")),
-    st.builds(AdditionalCost, price=_money(50_00)),
-    max_size=2,
+    _COST_NAMES, st.builds(AdditionalCost, price=_money(50_00)), max_size=2
+)
+_ITEM_COSTS = st.none() | st.dictionaries(
+    _COST_NAMES, st.builds(AdditionalCost, price=_money(10_00)), min_size=1, max_size=2
+)
+_ITEM_V2 = st.builds(
+    CartItem,
+    sku=st.integers(1, 99).map("sku-{}".format),
+    quantity=st.integers(1, 5),
+    price=_money(500_00),
+    name=st.none() | st.text(string.ascii_letters + " ", min_size=1, max_size=12),
+    category=st.none() | st.sampled_from(("books", "food", "shoes", "toys")),
+    additional_costs=_ITEM_COSTS,
 )
 PLAIN_V2 = st.builds(
     NewCustomerSessionV2,
-    coupon_codes=st.none() | st.lists(_CODE, max_size=3).map(tuple),
+    # Distinct codes: the sandbox refuses one code sent twice.
+    coupon_codes=st.none() | st.lists(_CODE, max_size=3, unique_by=str.upper).map(tuple),
     referral_code=st.none() | _CODE,
     additional_costs=_COSTS,
-    **_COMMON,
+    **{**_COMMON, "cart_items": st.none() | st.lists(_ITEM_V2, max_size=4).map(tuple)},
 )
 
 

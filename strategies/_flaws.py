@@ -10,6 +10,7 @@ show follows from the same function, so nothing is hard-coded per inventory.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from decimal import Decimal
@@ -247,17 +248,23 @@ def _valid_codes(
     return found
 
 
+@functools.lru_cache(maxsize=1024)
+def _up_to(n: int) -> SearchStrategy[int]:
+    # One strategy per bound, kept: a new one per draw is validated again each time.
+    return st.integers(min_value=0, max_value=n)
+
+
 def _index(draw: st.DrawFn, items: Sequence[Any]) -> Any:
     """One of ``items``, shrinking to the first. Drawn as an index: ``sampled_from``
     over hundreds of plans hashes every one of them on every draw."""
-    return items[draw(st.integers(min_value=0, max_value=len(items) - 1))]
+    return items[draw(_up_to(len(items) - 1))]
 
 
 def _maybe(draw: st.DrawFn, items: Sequence[_T]) -> _T | None:
     """None or one of ``items``, in one choice that shrinks to None."""
     if not items:
         return None
-    picked = draw(st.integers(min_value=0, max_value=len(items)))
+    picked = draw(_up_to(len(items)))
     return None if picked == 0 else items[picked - 1]
 
 
@@ -339,7 +346,12 @@ def _settle(
 
 
 def _variant(draw: st.DrawFn, inv: Inventory, entry: CodeEntry) -> str:
-    return str(draw(st.sampled_from(inv.variants(entry.code))))
+    """The entry's code as stored, or in another letter case the sandbox maps to it."""
+    cache: dict[str, SearchStrategy[str]] = inv.memo.setdefault("variants", {})
+    found = cache.get(entry.code)
+    if found is None:
+        found = cache[entry.code] = st.sampled_from(inv.variants(entry.code))
+    return draw(found)
 
 
 def _other_code(
@@ -362,17 +374,14 @@ def _other_coupons(
     session: each is checked on its own, and one campaign uses only one code."""
     taken = {besides.campaign.id} if besides is not None else set()
     fits = [e for e in _valid_codes(inv, "coupon", profile, ids) if e.campaign.id not in taken]
-    room = _MAX_COUPON_CODES - len(taken)
-    if not fits or room <= 0:
-        return []
-    picked = draw(
-        st.lists(
-            st.integers(min_value=0, max_value=len(fits) - 1),
-            max_size=room,
-            unique_by=lambda i: fits[i].campaign.id,
-        )
-    )
-    return [_variant(draw, inv, fits[i]) for i in picked]
+    picked: list[str] = []
+    while fits and len(picked) + len(taken) < _MAX_COUPON_CODES:
+        entry = _maybe(draw, fits)  # None ends the list, and is what it shrinks to
+        if entry is None:
+            break
+        picked.append(_variant(draw, inv, entry))
+        fits = [e for e in fits if e.campaign.id != entry.campaign.id]
+    return picked
 
 
 def _codes(

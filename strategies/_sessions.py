@@ -266,7 +266,17 @@ def _known_codes(inv: Inventory, kind: str) -> SearchStrategy[str] | None:
     codes = [entry.code for entry in inv.of_kind(kind)]
     if not codes:
         return None
-    return st.sampled_from(codes).flatmap(lambda code: st.sampled_from(inv.variants(code)))
+    # Not .flatmap: that builds (and validates) a new strategy on every draw.
+    variants = {code: st.sampled_from(inv.variants(code)) for code in codes}
+    return _code_variant(st.sampled_from(codes), variants)
+
+
+@st.composite
+def _code_variant(
+    draw: st.DrawFn, codes: SearchStrategy[str], variants: Mapping[str, SearchStrategy[str]]
+) -> str:
+    """A known code, as stored or in another letter case the sandbox maps to it."""
+    return draw(variants[draw(codes)])
 
 
 def _rule_aware(inv: Inventory, version: int = 1) -> _Fields:
