@@ -594,6 +594,19 @@ def _steer(state: IntegrationState, run: _RunOptions) -> None:
         event(f"campaigns fired: {combination}")
 
 
+def _steer_repeats(state: IntegrationState, redeemed: dict[str, set[str]]) -> None:
+    """In a lifecycle, point the search at one customer redeeming again and again:
+    "once per customer" written as a limit on something else shows only there."""
+    profile = state.session.profile_id
+    accepted = state.accepted_coupons or state.accepted_referrals
+    if not profile or state.session.state is not SessionState.CLOSED or not accepted:
+        return
+    closed = redeemed.setdefault(profile, set())
+    closed.add(state.session_id)
+    with contextlib.suppress(Exception):
+        target(float(len(closed)), label="closed redemptions by one profile")
+
+
 @attrs.define
 class _Outcome:
     """What one search found: a violation of its check, a rule keeping outside
@@ -743,6 +756,7 @@ def _lifecycle_search(
 
         def make_sandbox(self) -> Sandbox:
             machines.append(self)
+            self.redeemed: dict[str, set[str]] = {}
             return factory()
 
         def sessions(self, sb: Sandbox) -> st.SearchStrategy[Any]:
@@ -751,6 +765,7 @@ def _lifecycle_search(
         def _check(self, state: IntegrationState) -> None:
             if run is not None:
                 _steer(state, run)
+                _steer_repeats(state, self.redeemed)
             try:
                 super()._check(state)
             except InvariantViolation:
