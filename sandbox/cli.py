@@ -960,10 +960,11 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         from sandbox import server
     except ImportError as exc:
-        if exc.name not in ("starlette", "uvicorn"):
+        missing = (exc.name or "").split(".")[0]
+        if missing not in ("starlette", "uvicorn"):
             raise
         raise UsageError(
-            f"serve needs the server extra ({exc.name} is not installed): {SERVER_HINT}"
+            f"serve needs the server extra ({missing} is not installed): {SERVER_HINT}"
         ) from None
     factory = _load(args.rules)  # a broken rules file is exit 2 before listening
     try:

@@ -671,6 +671,10 @@ def serve(
             f"API key: {key}  (send 'Authorization: {API_KEY_PREFIX} {key}')\n"
             "Ctrl-C stops."
         )
-        uvicorn.Server(_config(app)).run(sockets=[sock])
+        # uvicorn stops on Ctrl-C (SIGINT) or SIGTERM, then raises the signal again for
+        # whoever else listens: Ctrl-C is how this server is meant to stop.
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.Server(_config(app)).run(sockets=[sock])
+        announce("promo-sandbox: stopped")
     finally:
         sock.close()
