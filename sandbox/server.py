@@ -589,7 +589,9 @@ class TalonServer:
 def _listen(host: str, port: int) -> socket.socket:
     """A listening socket (port 0: a free one, chosen by the system)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP, and
+    # without it each answer waits out the client's delayed ACK (40 ms) behind Nagle.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
