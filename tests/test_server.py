@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -706,3 +707,12 @@ def test_import_sandbox_and_its_cli_load_no_http_stack() -> None:
         env=env,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_readme_fixture_example_passes_as_a_users_own_test(pytester: pytest.Pytester) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "talon_server" in b)
+    pytester.makepyfile(my_rules=(ROOT / "examples" / "xmas.py").read_text(encoding="utf-8"))
+    pytester.makepyfile(test_integration=block)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:benchmark")
+    result.assert_outcomes(passed=1)
