@@ -52,6 +52,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -69,6 +70,7 @@ from sandbox.errors import (
     ValidationError,
 )
 from sandbox.models import IntegrationRequest, ResponseContent
+from sandbox.responses import returns_wire
 from sandbox.rules import parse_time
 from sandbox.state import IntegrationState, wire_time
 
@@ -446,11 +448,17 @@ def create_app(rules: Rules, *, api_key: str) -> Starlette:
                 raise ValidationError(problems, subject="request")
             body = _body(raw)
             items = _return_items(body)
+            before = sb.get_session(session_id)  # this request holds the session (busy)
             try:
                 state = sb.return_items(session_id, items, dry=dry)
             except ValidationError as exc:
                 raise exc.within("/return") from None
-            return state.to_wire(response_content=_wanted(body))
+            wanted = _wanted(body)
+            answer = state.to_wire(response_content=wanted)
+            if ResponseContent.PREVIOUS_RETURNS in wanted:
+                assert before.meta is not None
+                answer["previousReturns"] = returns_wire(before, sb.application_id, before.meta.id)
+            return answer
 
         return await answer(request, work, busy=("session", session_id))
 
@@ -534,8 +542,19 @@ def create_app(rules: Rules, *, api_key: str) -> Starlette:
 
         return await answer(request, work)
 
+    async def not_routed(request: Request, exc: Exception) -> Response:
+        """An unknown path or method, in the same error body as every other refusal."""
+        status = getattr(exc, "status_code", 500)
+        message = f"{request.method} {request.url.path}: " + (
+            "no such endpoint in the sandbox server"
+            if status == 404
+            else str(getattr(exc, "detail", exc))
+        )
+        return _HTTPError(status, message, [{"title": message, "source": {}}]).response()
+
     session_path = "/v2/customer_sessions/{customerSessionId}"
     app = Starlette(
+        exception_handlers={HTTPException: not_routed},
         routes=[
             Route(session_path, update_session, methods=["PUT"]),
             Route(session_path, get_session, methods=["GET"]),
@@ -550,7 +569,7 @@ def create_app(rules: Rules, *, api_key: str) -> Starlette:
             Route("/sandbox/profiles/{integrationId}", profile, methods=["GET"]),
             Route("/sandbox/snapshot", snapshot, methods=["GET"]),
             Route("/sandbox/reset", reset, methods=["POST"]),
-        ]
+        ],
     )
     app.state.live = live
     return app

@@ -250,6 +250,21 @@ def test_a_session_lifecycle_through_the_sdk_moves_and_restores_the_counters(
     )
     assert returned.customer_session.cart_items[0].returned_quantity == 1
     assert usage(server, "XMAS-2021") == 1  # a return keeps the coupon redeemed
+    again = api.return_cart_items(
+        "s1",
+        ReturnIntegrationRequest.from_dict(
+            {
+                "return": {"returnedCartItems": [{"position": 1}]},
+                "responseContent": ["previousReturns"],
+            }
+        ),
+    )
+    assert [[i.position for i in r.returned_cart_items] for r in again.previous_returns] == [[0]]
+    # The sock: its share of what is left (10 of the 40 still kept) of each discount still
+    # committed, 4 and 2.86: 1 and 0.715, rounded half-even to 0.72.
+    assert sorted(effects(again), key=str) == sorted(
+        [("rollbackDiscount", 1), ("rollbackDiscount", 0.72)], key=str
+    )
 
     cancelled = api.update_customer_session_v2(
         "s1", session(state="cancelled", response_content=["customerSession"])
@@ -449,6 +464,10 @@ def test_unknown_sessions_are_404(talon_server: Callable[..., TalonServer], rule
         assert body.status_code == 404
         assert "ghost" in body.message
     assert http(server, "GET", "/sandbox/coupons/NOPE")[0] == 404
+    status, body = http(server, "GET", "/v1/no_such_thing")
+    assert (status, body["StatusCode"]) == (404, 404)
+    status, body = http(server, "DELETE", "/v2/customer_sessions/s1")
+    assert (status, body["StatusCode"]) == (405, 405)
     assert server.sandbox.snapshot() == before
 
 
