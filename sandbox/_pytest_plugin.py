@@ -3,6 +3,10 @@
 - ``sandbox_factory``: a session-scoped fixture returning a callable that
   builds a fresh :class:`~sandbox.Sandbox` (arguments passed through, ``now``
   required as ``Sandbox`` requires it), safe in ``@given`` tests.
+- ``talon_server``: a factory starting the local Integration API
+  (:mod:`sandbox.server`, the ``server`` extra) for a rules file on a free
+  port, stopped when the test ends: ``server = talon_server("rules.py")``
+  gives ``server.url``, ``server.api_key`` and the live ``server.sandbox``.
 - An effect-by-effect diff when ``assert a == b`` fails on two IntegrationStates.
 - ``--sandbox-coverage``: rule coverage over the whole test run (every answer
   of every sandbox: rules fired, the condition that stopped each, the reasons
@@ -19,8 +23,9 @@ collecting a suite that never touches the sandbox costs nothing. Disable with
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -30,6 +35,7 @@ pytest.register_assert_rewrite("sandbox.invariants")
 
 if TYPE_CHECKING:
     from sandbox.core import Sandbox
+    from sandbox.server import TalonServer
     from sandbox.state import Effect, IntegrationState
 
 
@@ -122,6 +128,45 @@ def sandbox_factory() -> Callable[..., Sandbox]:
     from sandbox.core import Sandbox
 
     return Sandbox
+
+
+@pytest.fixture
+def talon_server() -> Iterator[Callable[..., TalonServer]]:
+    """Start a local Talon.One Integration API: ``server = talon_server(rules)``.
+
+    ``rules`` is a rules file path (relative to the working directory), a
+    Sandbox, or a function returning one; ``api_key=`` fixes the key (default:
+    a random one). The server listens on a free port of 127.0.0.1 in a
+    background thread and is stopped when the test ends. The returned
+    :class:`~sandbox.server.TalonServer` has ``url`` (for the SDK's
+    ``Configuration(host=...)``), ``api_key`` (sent as ``ApiKey-v1``),
+    ``headers`` and ``sandbox``, the live Sandbox, to assert on counters::
+
+        def test_checkout(talon_server):
+            server = talon_server("tests/rules.py")
+            configuration = talon_one.Configuration(host=server.url)
+            configuration.api_key["api_key_v1"] = server.api_key
+            configuration.api_key_prefix["api_key_v1"] = "ApiKey-v1"
+            ...  # the integration's own code, then:
+            assert server.sandbox.get_coupon("XMAS-2021").usage_counter == 1
+
+    Call it more than once for several servers. Needs the ``server`` extra.
+    """
+    with contextlib.ExitStack() as servers:
+
+        def start(rules: Any, *, api_key: str | None = None) -> TalonServer:
+            try:
+                from sandbox.server import running
+            except ImportError as exc:
+                pytest.fail(
+                    f"talon_server needs the server extra ({(exc.name or '').split('.')[0]} "
+                    "is not installed): "
+                    "pip install 'promo-sandbox[server]'",
+                    pytrace=False,
+                )
+            return servers.enter_context(running(rules, api_key=api_key))
+
+        yield start
 
 
 def pytest_assertrepr_compare(

@@ -42,6 +42,10 @@
   and the file's own ``property_*`` functions on generated sessions and
   lifecycles; prints each shrunk counterexample as replayable JSON.
 
+- ``serve RULES.py [--host H] [--port P] [--api-key KEY]``: the rules as a
+  local Talon.One Integration API (:mod:`sandbox.server`, the ``server``
+  extra), until Ctrl-C; the API key is printed at start.
+
 Exit codes: 0 ok, 1 an invariant or property was violated, 2 bad usage or
 input (a message on stderr, never a traceback; an unexpected error on one
 ``eval`` line is reported as that line's error, as a bug to report), 130
@@ -941,13 +945,52 @@ def _parallel_lines(
     return records
 
 
+# ---------------------------------------------------------------------------
+# serve
+
+SERVER_HINT = "pip install 'promo-sandbox[server]'"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """``serve RULES.py``: the rules as a local Integration API (:mod:`sandbox.server`)."""
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be from 0 to 65535, got {args.port}")
+    if args.api_key is not None and (not args.api_key or any(c.isspace() for c in args.api_key)):
+        raise UsageError(f"--api-key must be a non-empty key without spaces, got {args.api_key!r}")
+    try:
+        from sandbox import server
+    except ImportError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in ("starlette", "uvicorn"):
+            raise
+        raise UsageError(
+            f"serve needs the server extra ({missing} is not installed): {SERVER_HINT}"
+        ) from None
+    factory = _load(args.rules)  # a broken rules file is exit 2 before listening
+    try:
+        server.serve(
+            factory,
+            host=args.host,
+            port=args.port,
+            api_key=args.api_key,
+            announce=lambda text: print(text, flush=True),
+        )
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+        ) from None
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox",
         description="Test Talon.One-style promotion rules locally.",
         epilog="Exit codes: 0 ok, 1 a property was violated, 2 bad usage or input.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,eval,fuzz,diff}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{demo,eval,fuzz,diff,serve}"
+    )
     demo = commands.add_parser("demo", help="run the embedded example rules end to end")
     demo.add_argument("--rules", help="a rules file instead of the embedded default")
     demo.set_defaults(run=_demo)
@@ -1035,6 +1078,24 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--dask", metavar="ADDRESS", help="compare --sessions on a Dask cluster")
     df.add_argument("--json", metavar="FILE", help="write the report as JSON, for CI")
     df.set_defaults(run=_diff)
+    sv = commands.add_parser(
+        "serve",
+        help="serve the rules as a local Talon.One Integration API (needs promo-sandbox[server])",
+    )
+    sv.add_argument("rules", help="a rules file defining `sandbox` or `build()`")
+    sv.add_argument(
+        "--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)"
+    )
+    sv.add_argument(
+        "--port", type=int, default=9000, help="the port to listen on (default 9000; 0: a free one)"
+    )
+    sv.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="the key clients send as 'Authorization: ApiKey-v1 KEY' (default: a new random "
+        "key, printed at start)",
+    )
+    sv.set_defaults(run=_serve)
     return parser
 
 
