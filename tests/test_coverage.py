@@ -6,6 +6,7 @@ reach each condition), independently of the engine.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from sandbox import conditions as c
 from sandbox import effects as e
 from sandbox.cli import _LineEvaluator, _moves_clock, main
 from sandbox.coverage import Coverage
-from sandbox.fuzzing import load_rules
+from sandbox.fuzzing import fuzz, load_rules
 from sandbox.parallel import LocalRunner, evaluate_dry
 
 NOW = "2026-12-01T10:00:00Z"
@@ -280,3 +281,51 @@ def test_a_recording_limited_to_one_sandbox_ignores_the_others() -> None:
         other.update("b", sessions()[0], dry=True)
     assert coverage.answers == 1
     assert coverage.rule("VIP", "vip over 50").fired == 1
+
+
+# ---------------------------------------------------------------------------
+# Coverage over a fuzz run
+
+FUZZ_RULES = """
+from sandbox import Sandbox, conditions as c, effects as e
+
+def build():
+    sb = Sandbox(now="2026-12-01T10:00:00Z")
+    sb.campaign("Big").rule("from 100", when=[c.total_at_least(100)], then=[e.set_discount("d", 1)])
+    # No total is below zero (prices and totals are >= 0): no session reaches this one.
+    sb.campaign("Never").rule("below zero", when=[c.total_below(0)], then=[e.set_discount("n", 1)])
+    return sb
+"""
+
+
+@pytest.fixture
+def fuzz_rules(tmp_path: Path) -> Path:
+    path = tmp_path / "rules.py"
+    path.write_text(FUZZ_RULES)
+    return path
+
+
+def test_fuzz_coverage_reports_the_unreachable_rule_never_fired_and_the_other_fired(
+    fuzz_rules: Path,
+) -> None:
+    coverage = Coverage()
+    with coverage.recording():
+        report = fuzz(fuzz_rules, examples=30, seed=1)
+    assert report.ok, report.render()
+    assert [(r.campaign, r.rule) for r in coverage.never_fired] == [("Never", "below zero")]
+    big, never = coverage.rule("Big", "from 100"), coverage.rule("Never", "below zero")
+    assert big.fired > 0
+    assert never.evaluated > 0  # reached by the run, and stopped at its only condition
+    assert never.failed_at == {0: never.evaluated}
+
+
+def test_fuzz_dash_dash_coverage_prints_the_same_verdicts(
+    fuzz_rules: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["fuzz", str(fuzz_rules), "--examples", "20", "--seed", "1", "--coverage", "--no-database"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Never / below zero: NEVER FIRED" in out
+    assert re.search(r"Big / from 100: fired [1-9]\d* of", out)
