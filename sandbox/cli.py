@@ -9,7 +9,7 @@
   With another rules file, a dry run per code of the file instead of the
   story. Exits 1 when the fuzz finds a violation, as ``fuzz`` does.
 - ``eval RULES.py SESSIONS.jsonl [--dry] [--out FILE] [--strict] [--explain]
-  [--jobs N | --dask ADDRESS]``:
+  [--jobs N | --dask ADDRESS] [--coverage]``:
   one call per line, in order, against one sandbox. A line is a session dict
   (session id ``line-N``), ``{"customerSessionId", "customerSession", "dry"}``,
   or one of the lifecycle steps ``fuzz`` prints (``{"reopen": ID}``,
@@ -38,6 +38,9 @@
   are applied in order in this process; the lines after one are evaluated at
   the new time. Without ``--dry`` both are refused (exit 2): a run that stores
   sessions carries state from line to line, so it stays sequential.
+  ``--coverage`` prints the rule coverage of the run (:mod:`sandbox.coverage`)
+  on stderr at the end, the same with ``--jobs``/``--dask`` (each worker counts
+  its shards and sends the counts back); a ``--strict`` stop prints none.
 - ``fuzz RULES.py [--examples N] [--seed S]``: checks the built-in invariants
   and the file's own ``property_*`` functions on generated sessions and
   lifecycles; prints each shrunk counterexample as replayable JSON.
@@ -429,6 +432,7 @@ def _eval(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     sb = _load(args.rules)()  # a broken rules file is exit 2 before any work
+    coverage = _coverage(args)
     with contextlib.ExitStack() as files:
         source, size = _open_input(args.sessions, files)
         run = _Eval(args, sb, _open_output(args.out, args.sessions, files))
@@ -449,8 +453,11 @@ def _eval(args: argparse.Namespace) -> int:
         lines = _numbered(source, args.sessions, run.progress)
         records: Iterator[tuple[int, tuple[str, str | None]]]
         if parallel:
-            records = _parallel(args, sb, run, lines, files)
+            records = _parallel(args, sb, run, lines, files, coverage)
         else:
+            if coverage is not None:
+                coverage.know(sb)  # every rule listed, in the file's order, reached or not
+                files.enter_context(coverage.recording(sandbox=sb))
             records = ((number, run.evaluate(sb, number, raw)) for number, raw in lines)
         refused = 0
         for number, record in records:
@@ -458,9 +465,14 @@ def _eval(args: argparse.Namespace) -> int:
                 refused += 1
                 if args.strict:
                     run.say(f"stopped at line {number}, the first refused line (--strict)")
+                    if coverage is not None:
+                        run.say("no rule coverage report: the run stopped before the end")
                     return 2
     if refused:
         print(f"{refused} line(s) refused, nothing stored for them", file=sys.stderr)
+    if coverage is not None:
+        # On stderr: stdout stays one answer per input line.
+        print(f"\n{coverage.report()}", file=sys.stderr)
     return 2 if refused else 0
 
 
@@ -478,11 +490,13 @@ def _parallel(
     run: _Eval,
     lines: Iterator[tuple[int, bytes]],
     files: contextlib.ExitStack,
+    coverage: Any = None,
 ) -> Iterator[tuple[int, tuple[str, str | None]]]:
     """``--jobs N`` / ``--dask ADDRESS``: the same records as the sequential run, in the
     same order, evaluated by workers that each build the sandbox from the rules file.
     Clock moves are applied here in order; each shard is handed out at the clock of
-    its place in the file."""
+    its place in the file. With ``coverage``, each shard's rule coverage comes back
+    with its records and is merged into it."""
     from sandbox.parallel import DaskRunner, LocalRunner, RulesSource, evaluate_dry
 
     rules = RulesSource.read(args.rules)
@@ -492,7 +506,13 @@ def _parallel(
     else:
         runner = files.enter_context(LocalRunner(args.jobs))
     records = evaluate_dry(
-        rules, lines, run.evaluate, runner=runner, sandbox=sb, moves_clock=_moves_clock
+        rules,
+        lines,
+        run.evaluate,
+        runner=runner,
+        sandbox=sb,
+        moves_clock=_moves_clock,
+        coverage=coverage,
     )
     files.callback(records.close)  # before the runner closes: cancels what has not started
     # One record a line, in input order, and the lines are numbered from 1.
@@ -1021,6 +1041,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ADDRESS",
         help="with --dry: evaluate on the Dask cluster whose scheduler is at ADDRESS "
         "(needs promo-sandbox[dask])",
+    )
+    ev.add_argument(
+        "--coverage",
+        action="store_true",
+        help="print rule coverage over the run at the end, on stderr (with --jobs/--dask "
+        "too: the workers send their counts back)",
     )
     ev.set_defaults(run=_eval)
     fz = commands.add_parser(
