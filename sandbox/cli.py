@@ -824,6 +824,7 @@ def _fuzz(args: argparse.Namespace) -> int:
             seed=args.seed,
             time_budget=args.time_budget,
             database=database,
+            checks=args.check,
         )
     report = _save_replays(report, args.rules)
     print(report.render())
@@ -1059,6 +1060,13 @@ def _parser() -> argparse.ArgumentParser:
         "--examples", type=int, default=200, help="sessions to try per property (default 200)"
     )
     fz.add_argument("--seed", type=int, default=None, help="a seed, to replay a run")
+    fz.add_argument(
+        "--check",
+        action="append",
+        metavar="NAME",
+        help="run only this check (a built-in invariant, a property_* or lifecycle); "
+        "repeat for several",
+    )
     fz.add_argument(
         "--replay",
         metavar="FILE",
