@@ -3,11 +3,23 @@
 - ``sandbox_factory``: a session-scoped fixture returning a callable that
   builds a fresh :class:`~sandbox.Sandbox` (arguments passed through, ``now``
   required as ``Sandbox`` requires it), safe in ``@given`` tests.
+- ``talon_server``: a factory starting the local Integration API
+  (:mod:`sandbox.server`, the ``server`` extra) for a rules file on a free
+  port, stopped when the test ends: ``server = talon_server("rules.py")``
+  gives ``server.url``, ``server.api_key`` and the live ``server.sandbox``.
 - An effect-by-effect diff when ``assert a == b`` fails on two IntegrationStates.
 - ``--sandbox-coverage``: rule coverage over the whole test run (every answer
   of every sandbox: rules fired, the condition that stopped each, the reasons
   produced, and what never happened), printed at the end; with xdist the
   workers' counts are merged.
+- ``--sandbox-rules RULES.py`` (or the ``sandbox_rules`` ini option): each of the
+  rules file's ``property_*`` functions is collected as a test that runs it over
+  generated sessions and lifecycles, as ``python -m sandbox fuzz`` does; the example
+  budget is the Hypothesis profile's ``max_examples``, the seed ``--hypothesis-seed``
+  (fixed under a derandomized profile such as CI's).
+- When a test fails, a "promo-sandbox: last evaluation" section shows the last
+  request a sandbox evaluated in it, as replayable wire JSON, and its ``explain()``:
+  for a Hypothesis test, that is its shrunk example's.
 - Hypothesis profiles "dev" (50 examples) and "fuzz" (2000, no deadline), for
   ``--hypothesis-profile=...``; registered only if not already registered,
   and never loaded here.
@@ -19,8 +31,10 @@ collecting a suite that never touches the sandbox costs nothing. Disable with
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -30,6 +44,7 @@ pytest.register_assert_rewrite("sandbox.invariants")
 
 if TYPE_CHECKING:
     from sandbox.core import Sandbox
+    from sandbox.server import TalonServer
     from sandbox.state import Effect, IntegrationState
 
 
@@ -41,6 +56,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="report promo-sandbox rule coverage (rules fired, conditions that failed, "
         "rejection reasons) over the test run",
+    )
+    group.addoption(
+        "--sandbox-rules",
+        action="append",
+        default=[],
+        metavar="RULES.py",
+        help="collect the rules file's property_* functions as tests run over generated "
+        "sessions and lifecycles (repeat for several files)",
+    )
+    parser.addini(
+        "sandbox_rules",
+        type="paths",
+        default=[],
+        help="rules files whose property_* functions are collected as tests",
     )
 
 
@@ -90,6 +119,142 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     terminalreporter.write_line(found[0].report())
 
 
+# ---------------------------------------------------------------------------
+# A rules file's properties as tests
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k / -m deselect, so they apply to these too
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    paths = [Path(p) for p in config.getoption("sandbox_rules", default=[]) or []]
+    paths += [Path(p) for p in config.getini("sandbox_rules")]
+    seen: set[Path] = set()
+    for path in paths:
+        resolved = path.resolve()
+        if resolved in seen:
+            continue
+        seen.add(resolved)
+        if not resolved.is_file():
+            raise pytest.UsageError(f"--sandbox-rules: {path} is not a file")
+        try:
+            nodeid = resolved.relative_to(config.rootpath).as_posix()
+        except ValueError:
+            nodeid = resolved.as_posix()
+        collector = RulesFile.from_parent(session, path=resolved, nodeid=nodeid)
+        found = list(collector.collect())
+        # Reported as collected, so "collected N items" and the like count them.
+        config.hook.pytest_collectreport(
+            report=pytest.CollectReport(collector.nodeid, "passed", None, list[Any](found))
+        )
+        items.extend(found)
+
+
+class RulesFile(pytest.File):
+    """A rules file: one :class:`PropertyItem` per ``property_*`` it defines."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        from sandbox.fuzzing import RulesFileError, load_rules
+
+        try:
+            _, properties = load_rules(self.path)
+        except RulesFileError as exc:
+            # Collected from the command line, not from a test folder: a usage error.
+            raise pytest.UsageError(f"--sandbox-rules: {exc}") from None
+        for name in properties:
+            yield PropertyItem.from_parent(self, name=name)
+
+
+class PropertyItem(pytest.Item):
+    """``fuzz RULES.py --check property_x``, as a test."""
+
+    def runtest(self) -> None:
+        from hypothesis import settings
+
+        from sandbox.fuzzing import fuzz
+
+        current = settings()  # the loaded profile's
+        seed = self.config.getoption("hypothesis_seed", default=None)
+        if seed is None and current.derandomize:
+            seed = 0
+        report = fuzz(
+            self.path,
+            examples=current.max_examples,
+            seed=None if seed is None else int(seed),
+            checks=[self.name],
+        )
+        if report.violations:
+            raise PropertyFailedError("\n\n".join(v.render() for v in report.violations))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, PropertyFailedError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, self.name
+
+
+class PropertyFailedError(Exception):
+    """A rules file's property failed: the message is fuzz's report of it."""
+
+
+# ---------------------------------------------------------------------------
+# The last evaluation of a failing test
+
+_LAST = pytest.StashKey[list[Any]]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    core = sys.modules.get("sandbox.core")
+    if core is None:  # nothing imported the sandbox: nothing to watch
+        return (yield)
+    last: list[Any] = []
+    item.stash[_LAST] = last
+
+    def observe(sb: Sandbox, state: IntegrationState) -> None:
+        last[:] = [state]
+
+    sandbox_class = core.Sandbox
+    sandbox_class.observers = [*sandbox_class.observers, observe]
+    try:
+        return (yield)
+    finally:
+        sandbox_class.observers = [o for o in sandbox_class.observers if o is not observe]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    report: Any = yield
+    last = item.stash.get(_LAST, None)
+    # (a PropertyItem's failure is fuzz's report, which shows its counterexample already)
+    if report.when == "call" and report.failed and last and not isinstance(item, PropertyItem):
+        report.sections.append(("promo-sandbox: last evaluation", _last_evaluation(last[0])))
+    return report  # type: ignore[no-any-return]
+
+
+def _last_evaluation(state: IntegrationState) -> str:
+    from sandbox.codec import dumps, to_wire
+
+    try:
+        request = dumps(
+            {
+                "customerSessionId": state.session_id,
+                "customerSession": to_wire(state.session, exact=True),
+            }
+        )
+        explained = state.explain()
+    except Exception as exc:  # a report must never hide the test's own failure
+        return f"(could not be shown: {type(exc).__name__}: {exc})"
+    kind = "dry run" if state.dry else "update"
+    return (
+        f"the last {kind} a sandbox answered in this test, as one JSONL line for "
+        f"`python -m sandbox eval RULES.py FILE.jsonl{' --dry' if state.dry else ''}`:\n"
+        f"{request}\n\n{explained}"
+    )
+
+
 def register_profiles() -> None:
     """Register "dev" and "fuzz" unless someone (a conftest) already did."""
     from hypothesis import HealthCheck, settings
@@ -122,6 +287,45 @@ def sandbox_factory() -> Callable[..., Sandbox]:
     from sandbox.core import Sandbox
 
     return Sandbox
+
+
+@pytest.fixture
+def talon_server() -> Iterator[Callable[..., TalonServer]]:
+    """Start a local Talon.One Integration API: ``server = talon_server(rules)``.
+
+    ``rules`` is a rules file path (relative to the working directory), a
+    Sandbox, or a function returning one; ``api_key=`` fixes the key (default:
+    a random one). The server listens on a free port of 127.0.0.1 in a
+    background thread and is stopped when the test ends. The returned
+    :class:`~sandbox.server.TalonServer` has ``url`` (for the SDK's
+    ``Configuration(host=...)``), ``api_key`` (sent as ``ApiKey-v1``),
+    ``headers`` and ``sandbox``, the live Sandbox, to assert on counters::
+
+        def test_checkout(talon_server):
+            server = talon_server("tests/rules.py")
+            configuration = talon_one.Configuration(host=server.url)
+            configuration.api_key["api_key_v1"] = server.api_key
+            configuration.api_key_prefix["api_key_v1"] = "ApiKey-v1"
+            ...  # the integration's own code, then:
+            assert server.sandbox.get_coupon("XMAS-2021").usage_counter == 1
+
+    Call it more than once for several servers. Needs the ``server`` extra.
+    """
+    with contextlib.ExitStack() as servers:
+
+        def start(rules: Any, *, api_key: str | None = None) -> TalonServer:
+            try:
+                from sandbox.server import running
+            except ImportError as exc:
+                pytest.fail(
+                    f"talon_server needs the server extra ({(exc.name or '').split('.')[0]} "
+                    "is not installed): "
+                    "pip install 'promo-sandbox[server]'",
+                    pytrace=False,
+                )
+            return servers.enter_context(running(rules, api_key=api_key))
+
+        yield start
 
 
 def pytest_assertrepr_compare(

@@ -9,7 +9,7 @@
   With another rules file, a dry run per code of the file instead of the
   story. Exits 1 when the fuzz finds a violation, as ``fuzz`` does.
 - ``eval RULES.py SESSIONS.jsonl [--dry] [--out FILE] [--strict] [--explain]
-  [--jobs N | --dask ADDRESS]``:
+  [--jobs N | --dask ADDRESS] [--coverage]``:
   one call per line, in order, against one sandbox. A line is a session dict
   (session id ``line-N``), ``{"customerSessionId", "customerSession", "dry"}``,
   or one of the lifecycle steps ``fuzz`` prints (``{"reopen": ID}``,
@@ -38,9 +38,16 @@
   are applied in order in this process; the lines after one are evaluated at
   the new time. Without ``--dry`` both are refused (exit 2): a run that stores
   sessions carries state from line to line, so it stays sequential.
+  ``--coverage`` prints the rule coverage of the run (:mod:`sandbox.coverage`)
+  on stderr at the end, the same with ``--jobs``/``--dask`` (each worker counts
+  its shards and sends the counts back); a ``--strict`` stop prints none.
 - ``fuzz RULES.py [--examples N] [--seed S]``: checks the built-in invariants
   and the file's own ``property_*`` functions on generated sessions and
   lifecycles; prints each shrunk counterexample as replayable JSON.
+
+- ``serve RULES.py [--host H] [--port P] [--api-key KEY]``: the rules as a
+  local Talon.One Integration API (:mod:`sandbox.server`, the ``server``
+  extra), until Ctrl-C; the API key is printed at start.
 
 Exit codes: 0 ok, 1 an invariant or property was violated, 2 bad usage or
 input (a message on stderr, never a traceback; an unexpected error on one
@@ -425,6 +432,7 @@ def _eval(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     sb = _load(args.rules)()  # a broken rules file is exit 2 before any work
+    coverage = _coverage(args)
     with contextlib.ExitStack() as files:
         source, size = _open_input(args.sessions, files)
         run = _Eval(args, sb, _open_output(args.out, args.sessions, files))
@@ -445,8 +453,11 @@ def _eval(args: argparse.Namespace) -> int:
         lines = _numbered(source, args.sessions, run.progress)
         records: Iterator[tuple[int, tuple[str, str | None]]]
         if parallel:
-            records = _parallel(args, sb, run, lines, files)
+            records = _parallel(args, sb, run, lines, files, coverage)
         else:
+            if coverage is not None:
+                coverage.know(sb)  # every rule listed, in the file's order, reached or not
+                files.enter_context(coverage.recording(sandbox=sb))
             records = ((number, run.evaluate(sb, number, raw)) for number, raw in lines)
         refused = 0
         for number, record in records:
@@ -454,9 +465,14 @@ def _eval(args: argparse.Namespace) -> int:
                 refused += 1
                 if args.strict:
                     run.say(f"stopped at line {number}, the first refused line (--strict)")
+                    if coverage is not None:
+                        run.say("no rule coverage report: the run stopped before the end")
                     return 2
     if refused:
         print(f"{refused} line(s) refused, nothing stored for them", file=sys.stderr)
+    if coverage is not None:
+        # On stderr: stdout stays one answer per input line.
+        print(f"\n{coverage.report()}", file=sys.stderr)
     return 2 if refused else 0
 
 
@@ -474,11 +490,13 @@ def _parallel(
     run: _Eval,
     lines: Iterator[tuple[int, bytes]],
     files: contextlib.ExitStack,
+    coverage: Any = None,
 ) -> Iterator[tuple[int, tuple[str, str | None]]]:
     """``--jobs N`` / ``--dask ADDRESS``: the same records as the sequential run, in the
     same order, evaluated by workers that each build the sandbox from the rules file.
     Clock moves are applied here in order; each shard is handed out at the clock of
-    its place in the file."""
+    its place in the file. With ``coverage``, each shard's rule coverage comes back
+    with its records and is merged into it."""
     from sandbox.parallel import DaskRunner, LocalRunner, RulesSource, evaluate_dry
 
     rules = RulesSource.read(args.rules)
@@ -488,7 +506,13 @@ def _parallel(
     else:
         runner = files.enter_context(LocalRunner(args.jobs))
     records = evaluate_dry(
-        rules, lines, run.evaluate, runner=runner, sandbox=sb, moves_clock=_moves_clock
+        rules,
+        lines,
+        run.evaluate,
+        runner=runner,
+        sandbox=sb,
+        moves_clock=_moves_clock,
+        coverage=coverage,
     )
     files.callback(records.close)  # before the runner closes: cancels what has not started
     # One record a line, in input order, and the lines are numbered from 1.
@@ -832,6 +856,7 @@ def _fuzz(args: argparse.Namespace) -> int:
             seed=args.seed,
             time_budget=args.time_budget,
             database=database,
+            checks=args.check,
         )
     report = _save_replays(report, args.rules)
     print(report.render())
@@ -973,13 +998,52 @@ def _parallel_lines(
     return records
 
 
+# ---------------------------------------------------------------------------
+# serve
+
+SERVER_HINT = "pip install 'promo-sandbox[server]'"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """``serve RULES.py``: the rules as a local Integration API (:mod:`sandbox.server`)."""
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be from 0 to 65535, got {args.port}")
+    if args.api_key is not None and (not args.api_key or any(c.isspace() for c in args.api_key)):
+        raise UsageError(f"--api-key must be a non-empty key without spaces, got {args.api_key!r}")
+    try:
+        from sandbox import server
+    except ImportError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in ("starlette", "uvicorn"):
+            raise
+        raise UsageError(
+            f"serve needs the server extra ({missing} is not installed): {SERVER_HINT}"
+        ) from None
+    factory = _load(args.rules)  # a broken rules file is exit 2 before listening
+    try:
+        server.serve(
+            factory,
+            host=args.host,
+            port=args.port,
+            api_key=args.api_key,
+            announce=lambda text: print(text, flush=True),
+        )
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+        ) from None
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox",
         description="Test Talon.One-style promotion rules locally.",
         epilog="Exit codes: 0 ok, 1 a property was violated, 2 bad usage or input.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,eval,fuzz,diff}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{demo,eval,fuzz,diff,serve}"
+    )
     demo = commands.add_parser("demo", help="run the embedded example rules end to end")
     demo.add_argument("--rules", help="a rules file instead of the embedded default")
     demo.set_defaults(run=_demo)
@@ -1011,6 +1075,12 @@ def _parser() -> argparse.ArgumentParser:
         help="with --dry: evaluate on the Dask cluster whose scheduler is at ADDRESS "
         "(needs promo-sandbox[dask])",
     )
+    ev.add_argument(
+        "--coverage",
+        action="store_true",
+        help="print rule coverage over the run at the end, on stderr (with --jobs/--dask "
+        "too: the workers send their counts back)",
+    )
     ev.set_defaults(run=_eval)
     fz = commands.add_parser(
         "fuzz", help="check invariants and property_* functions on generated sessions"
@@ -1022,6 +1092,13 @@ def _parser() -> argparse.ArgumentParser:
         "--examples", type=int, default=200, help="sessions to try per property (default 200)"
     )
     fz.add_argument("--seed", type=int, default=None, help="a seed, to replay a run")
+    fz.add_argument(
+        "--check",
+        action="append",
+        metavar="NAME",
+        help="run only this check (a built-in invariant, a property_* or lifecycle); "
+        "repeat for several",
+    )
     fz.add_argument(
         "--replay",
         metavar="FILE",
@@ -1067,6 +1144,24 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--dask", metavar="ADDRESS", help="compare --sessions on a Dask cluster")
     df.add_argument("--json", metavar="FILE", help="write the report as JSON, for CI")
     df.set_defaults(run=_diff)
+    sv = commands.add_parser(
+        "serve",
+        help="serve the rules as a local Talon.One Integration API (needs promo-sandbox[server])",
+    )
+    sv.add_argument("rules", help="a rules file defining `sandbox` or `build()`")
+    sv.add_argument(
+        "--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)"
+    )
+    sv.add_argument(
+        "--port", type=int, default=9000, help="the port to listen on (default 9000; 0: a free one)"
+    )
+    sv.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="the key clients send as 'Authorization: ApiKey-v1 KEY' (default: a new random "
+        "key, printed at start)",
+    )
+    sv.set_defaults(run=_serve)
     return parser
 
 

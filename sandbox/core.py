@@ -509,6 +509,12 @@ class Sandbox:
         threads update (iteration works on a copy)."""
         return LockedView(self._sessions, self._lock)
 
+    @property
+    def profile_ids(self) -> list[str]:
+        """The integration ids of every stored profile, oldest first."""
+        with self._lock:
+            return list(self._profiles)
+
     def get_profile(self, profile_id: str) -> CustomerProfile:
         """A customer profile: integration id, created, attributes, closed sessions,
         total sales and last activity (the SDK's ``CustomerProfile``)."""

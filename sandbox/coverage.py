@@ -45,6 +45,7 @@ _REASONS: tuple[tuple[str, str], ...] = tuple(
     [("coupon", r.value) for r in CouponRejection]
     + [("referral", r.value) for r in ReferralRejection]
 )
+_OBSERVERS_LOCK = threading.Lock()
 
 
 @attrs.define
@@ -130,19 +131,26 @@ class Coverage:
                         counts.effect_failures[index] = counts.effect_failures.get(index, 0) + 1
 
     @contextlib.contextmanager
-    def recording(self) -> Iterator[Coverage]:
-        """Count every answer any sandbox gives while the block runs."""
+    def recording(self, sandbox: Sandbox | None = None) -> Iterator[Coverage]:
+        """Count every answer any sandbox gives while the block runs, or only the
+        answers of ``sandbox`` (a worker thread's own, beside other threads recording)."""
         from sandbox.core import Sandbox
 
         def observe(sb: Sandbox, state: IntegrationState) -> None:
+            if sandbox is not None and sb is not sandbox:
+                return
             self.know(sb)  # a few rules to look at; fresh sandboxes of one file add up
             self.add(state)
 
-        Sandbox.observers.append(observe)
+        # The list is replaced, never changed in place: a thread iterating over it
+        # while another starts or ends a recording sees the list it started with.
+        with _OBSERVERS_LOCK:
+            Sandbox.observers = [*Sandbox.observers, observe]
         try:
             yield self
         finally:
-            Sandbox.observers.remove(observe)
+            with _OBSERVERS_LOCK:
+                Sandbox.observers = [o for o in Sandbox.observers if o is not observe]
 
     # -- reading -----------------------------------------------------------------
 
@@ -181,7 +189,7 @@ class Coverage:
         return {
             "answers": self.answers,
             "rules": [attrs.asdict(r) for r in self.rules.values()],
-            "reasons": [[kind, reason, n] for (kind, reason), n in self.reasons.items()],
+            "reasons": [[kind, reason, n] for (kind, reason), n in sorted(self.reasons.items())],
         }
 
     @classmethod

@@ -14,8 +14,10 @@ Decimal, a list) is a guess the report should not make. A property that
 raises is a violation, like an ``assert`` inside it would be.
 
 ``fuzz`` runs one Hypothesis search per check, so each violated check gets
-its own shrunk counterexample, then a short lifecycle run (open, close,
-cancel, reopen, return) checking the counters. A rule whose answer depends on
+its own shrunk counterexample, then a lifecycle run (half as many runs
+as examples, each up to 20 steps: orders open and closed, returning
+customers, close, cancel, reopen, return, the clock moving) checking the
+counters and the properties after every step. A rule whose answer depends on
 anything but the session and the sandbox (a module-level set, a counter)
 answers the same session differently twice; that is its own finding,
 ``rules_keep_no_outside_state``, naming the rule, reported first since it
@@ -594,6 +596,19 @@ def _steer(state: IntegrationState, run: _RunOptions) -> None:
         event(f"campaigns fired: {combination}")
 
 
+def _steer_repeats(state: IntegrationState, redeemed: dict[str, set[str]]) -> None:
+    """In a lifecycle, point the search at one customer redeeming again and again:
+    "once per customer" written as a limit on something else shows only there."""
+    profile = state.session.profile_id
+    accepted = state.accepted_coupons or state.accepted_referrals
+    if not profile or state.session.state is not SessionState.CLOSED or not accepted:
+        return
+    closed = redeemed.setdefault(profile, set())
+    closed.add(state.session_id)
+    with contextlib.suppress(Exception):
+        target(float(len(closed)), label="closed redemptions by one profile")
+
+
 @attrs.define
 class _Outcome:
     """What one search found: a violation of its check, a rule keeping outside
@@ -743,6 +758,7 @@ def _lifecycle_search(
 
         def make_sandbox(self) -> Sandbox:
             machines.append(self)
+            self.redeemed: dict[str, set[str]] = {}
             return factory()
 
         def sessions(self, sb: Sandbox) -> st.SearchStrategy[Any]:
@@ -751,6 +767,7 @@ def _lifecycle_search(
         def _check(self, state: IntegrationState) -> None:
             if run is not None:
                 _steer(state, run)
+                _steer_repeats(state, self.redeemed)
             try:
                 super()._check(state)
             except InvariantViolation:
@@ -809,8 +826,13 @@ def fuzz(
     seed: int | None = None,
     time_budget: float | None = None,
     database: Any = None,
+    checks: Iterable[str] | None = None,
 ) -> FuzzReport:
     """Fuzz a rules file; see the module docstring.
+
+    ``checks`` names the checks to run (built-in invariants, the file's ``property_*``
+    and ``lifecycle``; all of them by default). A property named there is also
+    checked after every lifecycle step, so naming it alone still runs the lifecycle.
 
     ``time_budget`` (seconds) ends the run early: once it is spent, the remaining
     examples pass at once. ``database`` is a Hypothesis example database (for
@@ -830,24 +852,43 @@ def fuzz(
         deadline=None if time_budget is None else started + time_budget,
     )
     strategy = fuzz_sessions(factory())
-    checks: dict[str, _SessionCheck] = dict(BUILTIN_CHECKS)
-    checks.update({name: _property_check(name, prop) for name, prop in properties.items()})
+    session_checks: dict[str, _SessionCheck] = dict(BUILTIN_CHECKS)
+    session_checks.update({name: _property_check(name, prop) for name, prop in properties.items()})
+    with_lifecycle = True
+    if checks is not None:
+        wanted = [checks] if isinstance(checks, str) else list(checks)
+        known = [*session_checks, "lifecycle"]
+        unknown = [name for name in wanted if name not in known]
+        if unknown or not wanted:
+            raise RulesFileError(
+                f"fuzz(checks=...): no check named {', '.join(map(repr, unknown))} in {path}; "
+                f"its checks are {', '.join(known)}"
+                if unknown
+                else "fuzz(checks=...) names no check"
+            )
+        session_checks = {n: c for n, c in session_checks.items() if n in wanted}
+        properties = {n: p for n, p in properties.items() if n in wanted}
+        with_lifecycle = "lifecycle" in wanted or bool(properties)
     outcomes: list[_Outcome] = []
-    for name, check in checks.items():
+    for name, check in session_checks.items():
         outcome = _search(name, check, factory, strategy, examples, seed, run)
         if outcome.usage is not None:
             raise RulesFileError(f"{path}: {outcome.usage}")
         outcomes.append(outcome)
     # Once a rule is known to keep outside state, each new session it has not seen fails
     # the lifecycle again and shrinking would go on and on: search, but do not shrink.
-    known = any(o.outside is not None for o in outcomes)
-    lifecycle = _lifecycle_search(
-        factory,
-        max(10, examples // 4),
-        seed,
-        shrink=not known,
-        properties=properties,
-        run=run,
+    known_outside = any(o.outside is not None for o in outcomes)
+    lifecycle = (
+        _lifecycle_search(
+            factory,
+            max(10, examples // 2),
+            seed,
+            shrink=not known_outside,
+            properties=properties,
+            run=run,
+        )
+        if with_lifecycle
+        else _Outcome()
     )
     outcomes.append(lifecycle)
     # One rule keeping outside state makes every check flaky: report it once, first.
@@ -860,8 +901,11 @@ def fuzz(
         violations.remove(lifecycle.violation)
     if outside is not None:
         violations.insert(0, outside)
-    names = (*checks, OUTSIDE_STATE, "lifecycle")
-    tried = {name: o.examples for name, o in zip((*checks, "lifecycle"), outcomes, strict=True)}
+    run_names = (*session_checks, *(("lifecycle",) if with_lifecycle else ()))
+    names = (*session_checks, OUTSIDE_STATE, *run_names[len(session_checks) :])
+    tried = {
+        name: o.examples for name, o in zip(run_names, outcomes[: len(run_names)], strict=True)
+    }
     return FuzzReport(
         str(path),
         examples,

@@ -49,12 +49,15 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import attrs
 
 from sandbox.core import Sandbox
 from sandbox.errors import SandboxError
+
+if TYPE_CHECKING:
+    from sandbox.coverage import Coverage
 
 __all__ = [
     "DaskRunner",
@@ -69,6 +72,8 @@ R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
 Line = tuple[int, bytes]
 Evaluate = Callable[[Sandbox, int, bytes], R]
+# A shard's records, and its rule coverage (Coverage.to_json) when it was asked for.
+Answered = tuple[list[R], dict[str, Any] | None]
 
 FIRST_SHARD = 8
 MAX_SHARD = 1024
@@ -132,6 +137,7 @@ class _Shard(Generic[R]):
     now: datetime
     lines: tuple[Line, ...]
     evaluate: Callable[[Sandbox, int, bytes], R]
+    coverage: bool = False
 
 
 @attrs.frozen
@@ -140,9 +146,10 @@ class _Done(Generic[R]):
 
     records: list[R]
     first: int
+    coverage: dict[str, Any] | None = None
 
-    def result(self) -> list[R]:
-        return self.records
+    def result(self) -> Answered[R]:
+        return self.records, self.coverage
 
     def cancel(self) -> bool:
         return False
@@ -169,6 +176,7 @@ def evaluate_dry(
     runner: Runner,
     sandbox: Sandbox | None = None,
     moves_clock: Callable[[bytes], bool] | None = None,
+    coverage: Coverage | None = None,
 ) -> Generator[R, None, None]:
     """``evaluate(sb, number, raw)`` for each ``(number, raw)`` of ``lines``, in parallel
     on ``runner``; the records in input order, as soon as each shard is back.
@@ -178,18 +186,34 @@ def evaluate_dry(
     clock the lines are handed out at; the lines for which ``moves_clock(raw)`` is
     true are evaluated on it, here and in order. Closing the iterator early (a
     ``--strict`` stop) cancels the shards not yet started.
+
+    With ``coverage``, each worker also counts the rule coverage of the answers its
+    shard gave (of its own sandbox only: a Dask worker runs shards in several
+    threads) and sends it back with the records; it is merged into ``coverage`` as
+    each shard is read, so it is the whole run's once the records are all read.
     """
     source = rules if isinstance(rules, RulesSource) else RulesSource.read(rules)
     if sandbox is None:
         sandbox = _load(source.path)
-    pieces = _pieces(source, lines, evaluate, sandbox, moves_clock)
+    if coverage is not None:
+        coverage.know(sandbox)  # every rule listed, in the file's order, reached or not
+    pieces = _pieces(source, lines, evaluate, sandbox, moves_clock, coverage is not None)
     # Each entry: the future of a shard's records, and the line numbers it spans.
-    pending: deque[tuple[Future[list[R]] | _Done[R] | _Failed, int, int]] = deque()
+    pending: deque[tuple[Future[Answered[R]] | _Done[R] | _Failed, int, int]] = deque()
+
+    def read(entry: tuple[Future[Answered[R]] | _Done[R] | _Failed, int, int]) -> list[R]:
+        records, counted = _result(*entry, runner)
+        if coverage is not None and counted is not None:
+            from sandbox.coverage import Coverage
+
+            coverage.merge(Coverage.from_json(counted))
+        return records
+
     try:
         while True:
             # Wait before reading on: at most `in_flight` shards of input are held.
             while len(pending) >= max(runner.in_flight, 1):
-                yield from _result(*pending.popleft(), runner)
+                yield from read(pending.popleft())
             piece = next(pieces, None)
             if piece is None:
                 break
@@ -205,7 +229,7 @@ def evaluate_dry(
                 pending.append((_Failed(exc), first, last))
                 break
         while pending:
-            yield from _result(*pending.popleft(), runner)
+            yield from read(pending.popleft())
     finally:
         for future, _, _ in pending:
             future.cancel()
@@ -217,6 +241,7 @@ def _pieces(
     evaluate: Callable[[Sandbox, int, bytes], R],
     sb: Sandbox,
     moves_clock: Callable[[bytes], bool] | None,
+    coverage: bool,
 ) -> Iterator[_Shard[R] | _Done[R]]:
     """Shards of growing size, cut before each clock move, which is evaluated here."""
     size = FIRST_SHARD
@@ -224,22 +249,40 @@ def _pieces(
     for number, raw in lines:
         if moves_clock is not None and moves_clock(raw):
             if shard:
-                yield _Shard(source, sb.now, tuple(shard), evaluate)
+                yield _Shard(source, sb.now, tuple(shard), evaluate, coverage)
                 shard = []
-            yield _Done([evaluate(sb, number, raw)], number)
+            records, counted = _evaluate(sb, evaluate, [(number, raw)], coverage)
+            yield _Done(records, number, counted)
             continue
         shard.append((number, raw))
         if len(shard) >= size:
-            yield _Shard(source, sb.now, tuple(shard), evaluate)
+            yield _Shard(source, sb.now, tuple(shard), evaluate, coverage)
             shard = []
             size = min(size * 2, MAX_SHARD)
     if shard:
-        yield _Shard(source, sb.now, tuple(shard), evaluate)
+        yield _Shard(source, sb.now, tuple(shard), evaluate, coverage)
+
+
+def _evaluate(
+    sb: Sandbox,
+    evaluate: Callable[[Sandbox, int, bytes], R],
+    lines: Iterable[Line],
+    coverage: bool,
+) -> Answered[R]:
+    """The records of ``lines`` on ``sb`` and, if asked for, the rule coverage of its answers."""
+    if not coverage:
+        return [evaluate(sb, number, raw) for number, raw in lines], None
+    from sandbox.coverage import Coverage
+
+    counts = Coverage()
+    with counts.recording(sandbox=sb):
+        records = [evaluate(sb, number, raw) for number, raw in lines]
+    return records, counts.to_json()
 
 
 def _result(
-    future: Future[list[R]] | _Done[R] | _Failed, first: int, last: int, runner: Runner
-) -> list[R]:
+    future: Future[Answered[R]] | _Done[R] | _Failed, first: int, last: int, runner: Runner
+) -> Answered[R]:
     try:
         return future.result()
     except Exception as exc:
@@ -259,17 +302,18 @@ def _result(
 _local = threading.local()  # a Dask worker may run shards in several threads at once
 
 
-def _run(shard: _Shard[R]) -> list[R]:
+def _run(shard: _Shard[R]) -> Answered[R]:
     """Evaluate one shard on this worker's sandbox of its rules file, at its clock."""
     cache: dict[str, Sandbox] | None = getattr(_local, "sandboxes", None)
     if cache is None:
         cache = _local.sandboxes = {}
-    sb = cache.get(shard.rules.digest)
-    if sb is None:
-        sb = cache[shard.rules.digest] = _load(_local_copy(shard.rules))
+    digest = shard.rules.digest
+    if digest not in cache:
+        cache[digest] = _load(_local_copy(shard.rules))
+    sb = cache[digest]
     if sb.now != shard.now:
         sb.set_now(shard.now)
-    return [shard.evaluate(sb, number, raw) for number, raw in shard.lines]
+    return _evaluate(sb, shard.evaluate, shard.lines, shard.coverage)
 
 
 def _load(path: str) -> Sandbox:

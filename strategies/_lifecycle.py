@@ -46,6 +46,7 @@ from sandbox.invariants import (
 from sandbox.models import AnySession, NewCustomerSession, NewCustomerSessionV2, SessionState
 from sandbox.models import replace as replace_model
 from sandbox.state import IntegrationState
+from sandbox.talon import EffectType
 from strategies._inventory import Inventory, inventory
 from strategies._profiles import profile_updates
 from strategies._sessions import _shown_as, check_version, draw_session
@@ -232,8 +233,8 @@ class SessionLifecycle(RuleBasedStateMachine):
 
     # -- setup ------------------------------------------------------------------
 
-    @initialize()
-    def setup(self) -> None:
+    @initialize(data=st.data())
+    def setup(self, data: st.DataObject | None = None) -> None:
         sb = self.make_sandbox()
         if not isinstance(sb, Sandbox):
             raise TypeError(
@@ -245,6 +246,11 @@ class SessionLifecycle(RuleBasedStateMachine):
         self._next = 0
         # The calls made so far, as replayable wire data (what a report shows).
         self.steps: list[dict[str, Any]] = []
+        # Every lifecycle starts from a few orders, open or closed: the moves below
+        # (close, return, reopen, cancel, a returning customer) need something to act on.
+        if data is not None:  # (None: called by hand, outside a Hypothesis run)
+            for _ in range(data.draw(st.integers(1, 3), label="first orders")):
+                self._new_session(data, close=data.draw(st.booleans(), label="closed"))
 
     def _update(self, session_id: str, session: AnySession) -> IntegrationState:
         self.steps.append({"customerSessionId": session_id, "customerSession": _step(session)})
@@ -287,12 +293,53 @@ class SessionLifecycle(RuleBasedStateMachine):
 
     @rule(data=st.data(), close=st.booleans())
     def submit_new(self, data: st.DataObject, close: bool) -> None:
-        """A new session, open or closed at once."""
+        """A new session, open or closed at once; sometimes a returning customer's."""
+        self._new_session(data, close=close)
+
+    def _new_session(self, data: st.DataObject, *, close: bool) -> None:
         if len(self.sb.sessions) >= _MAX_SESSIONS:
             return
-        session = data.draw(self._strategy, label="session")
-        if close:
+        session: AnySession = data.draw(self._strategy, label="session")
+        customers = self._customers()
+        if customers and data.draw(st.booleans(), label="returning customer") is True:
+            # A customer who closed an order comes back and closes another, mostly
+            # with a code they have not redeemed yet: "once per customer" promises
+            # that hold for one order break on the second (a per-code limit, say).
+            profile = data.draw(st.sampled_from(customers), label="profile_id")
+            session = attrs.evolve(session, profile_id=profile, state=_CLOSED)
+            fresh = self._fresh_codes(profile)
+            if fresh and data.draw(st.integers(0, 3), label="with a fresh code") > 0:
+                code = data.draw(st.sampled_from(fresh), label="code")
+                if isinstance(session, NewCustomerSessionV2):
+                    session = attrs.evolve(session, coupon_codes=(code,))
+                else:
+                    session = attrs.evolve(session, coupon=code)
+        elif close:
             session = attrs.evolve(session, state=_CLOSED)
+        self._submit(session)
+
+    def _fresh_codes(self, profile: str) -> list[str]:
+        used = {
+            e.value
+            for s in self.sb.sessions.values()
+            if s.submitted.profile_id == profile
+            for e in s.effects
+            if e.effect_type is EffectType.ACCEPT_COUPON
+        }
+        codes = {code for c in self.sb.campaigns for code in c.coupons}
+        return sorted(codes - used)
+
+    def _customers(self) -> list[str]:
+        closed = (_CLOSED, _RETURNED)
+        return sorted(
+            {
+                s.submitted.profile_id
+                for s in self.sb.sessions.values()
+                if s.state in closed and s.submitted.profile_id
+            }
+        )
+
+    def _submit(self, session: AnySession) -> None:
         session_id = f"s{self._next}"
         self._next += 1
         seen = _outside_state(type(self))

@@ -151,3 +151,67 @@ def test_diff_reports_bad_lines_and_exits_2(
     bad.write_text('{"total": 50, "coupon": "BIG-1"}\n{not json\n')
     assert main(["diff", *(str(p) for p in rule_files), "--sessions", str(bad)]) == 2
     assert ":2:" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# The README's and the notebook's example: examples/spring_sale.py, then the threshold
+# raised from 50 to 60 in examples/spring_sale_raised.py, on examples/spring_sessions.jsonl
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+SPRING_OLD, SPRING_NEW = EXAMPLES / "spring_sale.py", EXAMPLES / "spring_sale_raised.py"
+SPRING_SESSIONS = EXAMPLES / "spring_sessions.jsonl"
+
+
+def between_the_thresholds() -> list[int]:
+    """The lines with SPRING10 (any case) and a cart total in [50, 60), read by hand."""
+    found = []
+    for number, line in enumerate(SPRING_SESSIONS.read_text().splitlines(), start=1):
+        data = json.loads(line, parse_float=Decimal)
+        session = data.get("customerSession", data)
+        codes = [session.get("coupon", ""), *session.get("couponCodes", [])]
+        total = session.get("total")
+        if total is None:
+            total = sum(i["price"] * i["quantity"] for i in session["cartItems"])
+        if "SPRING10" in (c.upper() for c in codes) and 50 <= total < 60:
+            found.append(number)
+    return found
+
+
+def test_the_spring_example_files_differ_in_the_threshold_only() -> None:
+    import re
+
+    def code(path: Path) -> str:
+        text = path.read_text()
+        return re.sub(r'^""".*?"""', "", text, flags=re.S)  # past the docstring
+
+    old, new = code(SPRING_OLD).splitlines(), code(SPRING_NEW).splitlines()
+    changed = [(a, b) for a, b in zip(old, new, strict=True) if a != b]
+    assert changed == [("SPRING_THRESHOLD = 50", "SPRING_THRESHOLD = 60  # raised from 50")]
+
+
+def test_diff_of_the_spring_example_finds_the_recorded_lines_between_50_and_60(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sandbox.cli import main
+
+    expected = between_the_thresholds()
+    assert len(expected) >= 4  # a total, a cart, a V2 session, a lower-case code
+    report = tmp_path / "report.json"
+    argv = ["diff", str(SPRING_OLD), str(SPRING_NEW), "--sessions", str(SPRING_SESSIONS)]
+    assert main([*argv, "--json", str(report)]) == 1
+    capsys.readouterr()
+    data = json.loads(report.read_text())
+    assert data["compared"] == len(SPRING_SESSIONS.read_text().splitlines())
+    assert set(data["groups"]) == {"code now rejected", "discount down", "effect removed"}
+    for group in data["groups"].values():
+        assert group["sessions"] == expected
+    assert Decimal(data["totalDiscountChange"]) == -10 * len(expected)
+
+
+def test_a_generated_diff_of_the_spring_example_shrinks_to_the_old_threshold() -> None:
+    report = search(build(SPRING_OLD), build(SPRING_NEW), examples=60, seed=1)
+    assert set(report.groups) == {"code now rejected", "discount down", "effect removed"}
+    example = json.loads(report.examples["code now rejected"], parse_float=Decimal)
+    items = example.get("cartItems", [])
+    total = example.get("total", sum(i["price"] * i["quantity"] for i in items))
+    assert total == 50  # the smallest cart the old rule took and the new one refuses

@@ -25,6 +25,8 @@ NEW_FILES = (
     "tiered_cart.py",
     "first_order_reward.py",
     "gold_free_shipping.py",
+    "spring_sale.py",
+    "spring_sale_raised.py",
 )
 
 
@@ -254,3 +256,34 @@ def test_the_tier_property_catches_stacked_tiers() -> None:
     for name in ("Gold", "Silver"):
         stacked.campaign(name).rule("off", when=[], then=[e.set_discount(f"{name} 1", Decimal(1))])
     assert not prop(stacked.update("s1", {"total": 250}, dry=True))
+
+
+# ---------------------------------------------------------------------------
+# spring_sale.py (SPRING10: 10 off from 50) and spring_sale_raised.py (from 60); 15 off
+# carts of 200 or more in both. The diff between the two is tested in test_diff.py.
+
+
+@pytest.mark.parametrize(
+    ("name", "total", "spring"),
+    [
+        ("spring_sale.py", "49.99", False),
+        ("spring_sale.py", "50", True),
+        ("spring_sale_raised.py", "59.99", False),
+        ("spring_sale_raised.py", "60", True),
+    ],
+)
+def test_spring10_takes_10_off_from_its_threshold(name: str, total: str, spring: bool) -> None:
+    state = build(name).update("s1", {"coupon": "SPRING10", "total": Decimal(total)}, dry=True)
+    if spring:
+        assert state.discounts == {"Spring 10": Decimal(10)}
+    else:
+        assert state.rejected_coupons == {"SPRING10": "CouponRejectedByCondition"}
+        assert state.total_discount == 0
+
+
+def test_a_cart_of_200_with_spring10_gets_both_discounts_and_no_more_than_25() -> None:
+    state = build("spring_sale_raised.py").update(
+        "s1", {"coupon": "SPRING10", "total": 200}, dry=True
+    )
+    assert state.discounts == {"Spring 10": Decimal(10), "Big basket 15": Decimal(15)}
+    assert module("spring_sale_raised.py")["property_at_most_25_off"](state)

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
-EXPECTED = ["01_quickstart", "02_fuzzing", "03_limits_and_lifecycle"]
+EXPECTED = ["01_quickstart", "02_fuzzing", "03_limits_and_lifecycle", "04_changing_rules"]
 
 
 def execute(path: Path) -> Any:
@@ -43,7 +43,7 @@ def outputs(notebook: Any, mime: str) -> list[str]:
     ]
 
 
-def test_the_three_tutorials_are_there_as_jupytext_scripts() -> None:
+def test_the_tutorials_are_there_as_jupytext_scripts() -> None:
     assert [p.stem for p in NOTEBOOKS] == EXPECTED
     for path in NOTEBOOKS:
         assert path.read_text().startswith("# %% [markdown]\n# # "), path.name
@@ -78,7 +78,28 @@ def check_lifecycle(notebook: Any) -> None:
     assert any("remaining" in p for p in outputs(notebook, "text/html"))
 
 
-CONTENT_CHECKS = {"01_quickstart": check_quickstart, "03_limits_and_lifecycle": check_lifecycle}
+def check_changing_rules(notebook: Any) -> None:
+    """Both coverage tables render: the recorded sessions' with Big basket's rule
+    highlighted as never fired, the fuzz run's with every rule fired."""
+    tables = [p for p in outputs(notebook, "text/html") if "rule coverage" in p]
+    assert len(tables) == 2
+    recorded, fuzzed = tables
+    never = "background:#ffebe9"
+    assert f"<span style='{never};" in recorded
+    assert "never fired" in recorded
+    assert "never fired" not in fuzzed
+    printed = "".join(
+        "".join(o.get("text", "")) for cell in notebook.cells for o in cell.get("outputs", [])
+    )
+    assert "+SPRING_THRESHOLD = 60" in printed  # the change, as a reviewer sees it
+    assert "code now rejected: 5 session(s)" in printed
+
+
+CONTENT_CHECKS = {
+    "01_quickstart": check_quickstart,
+    "03_limits_and_lifecycle": check_lifecycle,
+    "04_changing_rules": check_changing_rules,
+}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

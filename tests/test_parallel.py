@@ -330,6 +330,35 @@ def test_evaluate_dry_on_a_dask_client_gives_the_records_of_a_sequential_loop(
     assert records == _evaluate_in_order(lines)
 
 
+def test_coverage_over_dask_worker_threads_counts_each_answer_once(cluster: Any) -> None:
+    # The cluster's two workers are threads of this process: each counts its own
+    # sandbox's answers only, or both would count every answer given meanwhile.
+    import distributed
+
+    from sandbox.coverage import Coverage
+
+    lines = _session_lines()
+    sb, sequential = load_rules(XMAS)[0](), Coverage()
+    evaluate = _LineEvaluator("api", True, False)
+    with sequential.recording(sandbox=sb):
+        for number, raw in enumerate(lines, start=1):
+            evaluate(sb, number, raw)
+    merged = Coverage()
+    with distributed.Client(cluster) as client, DaskRunner(client=client) as runner:
+        list(
+            evaluate_dry(
+                XMAS,
+                enumerate(lines, start=1),
+                evaluate,
+                runner=runner,
+                moves_clock=_moves_clock,
+                coverage=merged,
+            )
+        )
+    assert merged.to_json() == sequential.to_json()
+    assert merged.answers > 40
+
+
 def test_an_unreachable_dask_scheduler_is_a_parallel_error_naming_it() -> None:
     pytest.importorskip("distributed")
     with pytest.raises(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from decimal import Decimal
 
 import pytest
 
@@ -123,3 +125,120 @@ def test_the_factory_requires_a_clock_exactly_as_sandbox_does(
     assert "Sandbox(now=...) is required" in str(from_factory.value)
     sb = sandbox_factory("2026-12-01T10:00:00Z", precision=3)
     assert (sb.now.isoformat(), sb.settings.precision) == ("2026-12-01T10:00:00+00:00", 3)
+
+
+# ---------------------------------------------------------------------------
+# A rules file's properties collected as tests, and a failing test's last evaluation
+
+RULES_WITH_PROPERTIES = """
+from sandbox import Sandbox, conditions as c, effects as e
+
+def build():
+    sb = Sandbox(now="2026-12-01T10:00:00Z")
+    big = sb.campaign("Big basket")
+    big.rule("10 off from 100", when=[c.total_at_least(100)], then=[e.set_discount("Big", 10)])
+    return sb
+
+def property_discount_at_most_ten(state):
+    return state.total_discount <= 10
+
+def property_no_discount_under_150(state):
+    # the team's (wrong) belief: the threshold is 150
+    return state.session.effective_total >= 150 or state.total_discount == 0
+"""
+
+
+def test_sandbox_rules_collects_each_property_as_a_test_that_fails_when_the_property_does(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(rules=RULES_WITH_PROPERTIES)
+    result = pytester.runpytest(
+        "--sandbox-rules", "rules.py", "-p", "no:cacheprovider", "-p", "no:benchmark", "-v"
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*rules.py::property_discount_at_most_ten PASSED*",
+            "*rules.py::property_no_discount_under_150 FAILED*",
+            "*VIOLATED property_no_discount_under_150*",
+            "*shrunk counterexample (replayable JSON*",
+            '*{"customerSessionId": *',
+            "*rule 0 '10 off from 100': fired*",
+        ]
+    )
+
+
+def test_sandbox_rules_from_the_ini_file_and_k_selects_among_them(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(rules=RULES_WITH_PROPERTIES)
+    pytester.makeini("[pytest]\nsandbox_rules = rules.py\n")
+    result = pytester.runpytest("-k", "at_most_ten", "-p", "no:cacheprovider", "-p", "no:benchmark")
+    result.assert_outcomes(passed=1, deselected=1)
+
+
+def test_sandbox_rules_names_a_missing_or_broken_file(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--sandbox-rules", "nowhere.py", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--sandbox-rules: nowhere.py is not a file*"])
+    pytester.makepyfile(broken="x = 1\n")
+    result = pytester.runpytest("--sandbox-rules", "broken.py", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+    result.stderr.fnmatch_lines(["*--sandbox-rules: *broken.py*"])
+
+
+FAILING_GIVEN_TEST = """
+from hypothesis import given, settings
+from sandbox import Sandbox, conditions as c, effects as e
+from strategies import sessions
+
+def build():
+    sb = Sandbox(now="2026-12-01T10:00:00Z")
+    sb.campaign("Big").rule(
+        "10 off from 100", when=[c.total_at_least(100)], then=[e.set_discount("Big", 10)]
+    )
+    return sb
+
+@settings(max_examples=100, database=None, derandomize=True)
+@given(sessions(build()))
+def test_discount_at_most_five_percent(s):
+    state = build().update("s1", s, dry=True)
+    assert state.total_discount * 20 <= s.effective_total
+"""
+
+
+def test_a_failing_test_shows_its_last_evaluation_as_replayable_json_and_explain(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(FAILING_GIVEN_TEST)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:benchmark")
+    result.assert_outcomes(failed=1)
+    text = result.stdout.str()
+    section = text[text.index("promo-sandbox: last evaluation") :]
+    line = next(x for x in section.splitlines() if x.startswith('{"customerSessionId"'))
+    request = json.loads(line, parse_float=Decimal)
+    # The shrunk example: 10 off breaks 5% on every total from 100 to 199.99, and
+    # Hypothesis shrinks the total (or the cart) to the smallest, the threshold.
+    session = request["customerSession"]
+    totals = [session.get("total")] + [
+        i["price"] * i["quantity"] for i in session.get("cartItems", [])
+    ]
+    assert sum(t for t in totals if t is not None) == 100
+    assert "rule 0 '10 off from 100': fired: discount 'Big' 10.00" in section
+    assert "dry run: nothing was stored" in section
+
+
+def test_a_passing_or_sandbox_free_failing_test_gets_no_evaluation_section(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        "from sandbox import Sandbox\n"
+        "def test_ok():\n"
+        "    Sandbox(now='2026-12-01T10:00:00Z').update('s', {'total': 1})\n"
+        "def test_fails_without_evaluating():\n"
+        "    assert 1 == 2\n"
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:benchmark", "-rA")
+    result.assert_outcomes(passed=1, failed=1)
+    assert "promo-sandbox: last evaluation" not in result.stdout.str()

@@ -36,7 +36,8 @@ def test_the_readme_has_python_examples() -> None:
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 @pytest.mark.usefixtures("my_rules")
-def test_each_readme_example_runs(index: int) -> None:
+def test_each_readme_example_runs(index: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)  # the examples name files under examples/, as from a clone
     namespace: dict[str, Any] = {"__name__": f"readme_block_{index}"}
     exec(compile(BLOCKS[index], f"README.md block {index}", "exec"), namespace)
 
@@ -55,3 +56,39 @@ def test_the_v2_answer_shown_is_what_the_example_answers() -> None:
         for effect in answer["effects"]
     ] == shown["effects"]
     assert shown["createdCoupons"] == answer["createdCoupons"] == []
+
+
+def shown_output(starting: str) -> str:
+    """The README's ```text block that starts with ``starting``."""
+    (block,) = [b for b in re.findall(r"```text\n(.*?)```", README, re.S) if b.startswith(starting)]
+    return str(block)
+
+
+def test_the_diff_report_shown_is_what_diff_prints(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sandbox.cli import main
+
+    monkeypatch.chdir(ROOT)
+    old, new, sessions = (
+        "examples/spring_sale.py",
+        "examples/spring_sale_raised.py",
+        "examples/spring_sessions.jsonl",
+    )
+    assert f"diff {old} {new} --sessions {sessions}" in README
+    assert main(["diff", old, new, "--sessions", sessions]) == 1
+    assert capsys.readouterr().out == shown_output("diff: ")
+
+
+def test_the_coverage_report_shown_is_what_eval_coverage_prints(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sandbox.cli import main
+
+    monkeypatch.chdir(ROOT)
+    rules, sessions = "examples/spring_sale_raised.py", "examples/spring_sessions.jsonl"
+    assert f"eval {rules} {sessions} --dry --coverage" in README
+    assert main(["eval", rules, sessions, "--dry", "--coverage"]) == 0
+    printed = capsys.readouterr().err.strip("\n")
+    shown = shown_output("rule coverage over").removesuffix("  ...\n")
+    assert printed.startswith(shown)
