@@ -321,9 +321,12 @@ def unreachable_flaws(sb: Sandbox) -> dict[str, str]:
 
 
 def _reachable(inv: Inventory) -> dict[str, str]:
-    plans = _plans(inv)
-    names = ["unknown_coupon", "unknown_referral", *(n for n in FLAWS if n in plans)]
-    return {name: FLAWS[name][0] for name in names}
+    found: dict[str, str] | None = inv.memo.get("reachable")
+    if found is None:
+        plans = _plans(inv)
+        names = ["unknown_coupon", "unknown_referral", *(n for n in FLAWS if n in plans)]
+        found = inv.memo["reachable"] = {name: FLAWS[name][0] for name in names}
+    return dict(found)
 
 
 # ---------------------------------------------------------------------------
@@ -496,12 +499,12 @@ def _draw_flawed(draw: st.DrawFn, sb: Sandbox, *, version: int = 1) -> Flawed:
     # Reachability is read at draw time: the sandbox may have changed since the call.
     inv = inventory(sb)
     reachable = _reachable(inv)
-    flaw = draw(st.sampled_from(tuple(reachable)))
+    flaw = _index(draw, tuple(reachable))
     event(f"flaw={flaw}")
     entry: CodeEntry | None
     if flaw in ("unknown_coupon", "unknown_referral"):
         kind = flaw.removeprefix("unknown_")
-        profile = draw(st.none() | st.sampled_from(inv.profiles))
+        profile = _maybe(draw, inv.profiles)
         ids = draw(_IDENTIFIER_LISTS)
         code, entry = draw(_unknown_code(inv)), None
     else:
