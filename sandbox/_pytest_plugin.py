@@ -17,6 +17,9 @@
   generated sessions and lifecycles, as ``python -m sandbox fuzz`` does; the example
   budget is the Hypothesis profile's ``max_examples``, the seed ``--hypothesis-seed``
   (fixed under a derandomized profile such as CI's).
+- In the "fuzz" profile, every answer a sandbox gives inside a test steers that
+  test's Hypothesis search (``target()``/``event()``) towards rules it has seldom
+  fired, so long runs reach the rules short ones never exercise.
 - When a test fails, a "promo-sandbox: last evaluation" section shows the last
   request a sandbox evaluated in it, as replayable wire JSON, and its ``explain()``:
   for a Hypothesis test, that is its shrunk example's.
@@ -212,9 +215,12 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         return (yield)
     last: list[Any] = []
     item.stash[_LAST] = last
+    steer = _steering()
 
     def observe(sb: Sandbox, state: IntegrationState) -> None:
         last[:] = [state]
+        if steer is not None:
+            steer(state)
 
     sandbox_class = core.Sandbox
     sandbox_class.observers = [*sandbox_class.observers, observe]
@@ -222,6 +228,26 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         return (yield)
     finally:
         sandbox_class.observers = [o for o in sandbox_class.observers if o is not observe]
+
+
+def _steering() -> Callable[[IntegrationState], None] | None:
+    """In the "fuzz" profile, every answer steers its test's search towards rules the
+    test has seldom fired (:func:`sandbox.fuzzing.steer_to_unexercised`)."""
+    hypothesis = sys.modules.get("hypothesis")
+    if hypothesis is None:
+        return None
+    current = getattr(hypothesis.settings, "get_current_profile_name", None)
+    name = (
+        current() if current is not None else getattr(hypothesis.settings, "_current_profile", None)
+    )
+    if name != "fuzz":
+        return None
+    from collections import Counter
+
+    from sandbox.fuzzing import steer_to_unexercised
+
+    fired: Counter[str] = Counter()
+    return lambda state: steer_to_unexercised(state, fired)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -571,6 +571,7 @@ class _RunOptions:
     deadline: float | None = None  # time.monotonic() by which the run must end
     combinations: Counter[str] = attrs.Factory(Counter)
     reasons: Counter[str] = attrs.Factory(Counter)
+    fired: Counter[str] = attrs.Factory(Counter)  # "campaign / rule" -> times fired
     sessions: int = 0
 
     def out_of_time(self) -> bool:
@@ -588,12 +589,32 @@ def _steer(state: IntegrationState, run: _RunOptions) -> None:
     run.combinations[combination] += 1
     for reason in (*state.rejected_coupons.values(), *state.rejected_referrals.values()):
         run.reasons[reason] += 1
+    steer_to_unexercised(state, run.fired)
     total = state.session.effective_total
     share = float(state.total_discount / total) if total else 0.0
     with contextlib.suppress(Exception):  # outside a Hypothesis test (a replay): nothing to steer
         target(share, label="discount share of the total")
         target(float(len(fired)), label="campaigns fired together")
         event(f"campaigns fired: {combination}")
+
+
+def steer_to_unexercised(state: IntegrationState, fired: Counter[str]) -> None:
+    """Point a Hypothesis search at rules it has seldom or never fired.
+
+    ``fired`` counts, over the search so far, how often each "campaign / rule" fired;
+    this evaluation's rules are added to it. The score (Hypothesis ``target()``) is the
+    sum of 1 / (1 + earlier fires) over the rules that fired, so an example firing a
+    rule nothing fired before scores highest; ``event()`` records each rule fired for
+    Hypothesis' statistics. Call it inside a Hypothesis test; outside one it only counts.
+    ``fuzz`` calls it for every answer; the pytest plugin does so in the "fuzz" profile.
+    """
+    rules = [f"{c.name} / {r.title}" for c in state.trace for r in c.rules if r.fired]
+    novelty = sum(1.0 / (1 + fired[rule]) for rule in rules)
+    fired.update(rules)
+    with contextlib.suppress(Exception):  # outside a Hypothesis test: nothing to steer
+        target(novelty, label="rules seldom fired so far")
+        for rule in rules:
+            event(f"rule fired: {rule}")
 
 
 def _steer_repeats(state: IntegrationState, redeemed: dict[str, set[str]]) -> None:

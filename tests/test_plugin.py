@@ -242,3 +242,62 @@ def test_a_passing_or_sandbox_free_failing_test_gets_no_evaluation_section(
     result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:benchmark", "-rA")
     result.assert_outcomes(passed=1, failed=1)
     assert "promo-sandbox: last evaluation" not in result.stdout.str()
+
+
+STEERED_TEST = """
+from hypothesis import given, settings
+from sandbox import Sandbox, conditions as c, effects as e
+from strategies import sessions
+
+def build():
+    sb = Sandbox(now="2026-12-01T10:00:00Z")
+    sb.campaign("Big").rule(
+        "10 off from 100", when=[c.total_at_least(100)], then=[e.set_discount("Big", 10)]
+    )
+    return sb
+
+SB = build()
+
+@settings(max_examples=40)
+@given(sessions(SB))
+def test_answers(s):
+    SB.update("s1", s, dry=True)
+"""
+
+
+@pytest.mark.parametrize(("profile", "steered"), [("fuzz", True), ("dev", False)])
+def test_the_fuzz_profile_steers_tests_towards_rules_seldom_fired(
+    pytester: pytest.Pytester, profile: str, steered: bool
+) -> None:
+    pytester.makepyfile(STEERED_TEST)
+    result = pytester.runpytest(
+        f"--hypothesis-profile={profile}",
+        "--hypothesis-show-statistics",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:benchmark",
+    )
+    result.assert_outcomes(passed=1)
+    text = result.stdout.str()
+    assert ("rule fired: Big / 10 off from 100" in text) is steered
+    assert ("rules seldom fired so far" in text) is steered
+
+
+def test_steering_counts_each_fired_rule_once_per_answer() -> None:
+    from collections import Counter
+
+    from sandbox.fuzzing import steer_to_unexercised
+
+    sb = Sandbox(now="2026-12-01T10:00:00Z")
+    from sandbox import conditions as c
+    from sandbox import effects as e
+
+    big = sb.campaign("Big")
+    big.rule("from 100", when=[c.total_at_least(100)], then=[e.set_discount("Big", 10)])
+    big.rule("from 200", when=[c.total_at_least(200)], then=[e.set_discount("Bigger", 5)])
+    fired: Counter[str] = Counter()
+    for total in (50, 150, 250, 300):
+        steer_to_unexercised(sb.update("s", {"total": total}, dry=True), fired)
+    # From 100: 150, 250 and 300; from 200: 250 and 300 (stackable rules of one campaign).
+    assert fired == Counter({"Big / from 100": 3, "Big / from 200": 2})
