@@ -270,7 +270,8 @@ def test_the_fuzz_profile_steers_tests_towards_rules_seldom_fired(
     pytester: pytest.Pytester, profile: str, steered: bool
 ) -> None:
     pytester.makepyfile(STEERED_TEST)
-    result = pytester.runpytest(
+    # In a subprocess: an in-process run would leave its profile loaded for the next test.
+    result = pytester.runpytest_subprocess(
         f"--hypothesis-profile={profile}",
         "--hypothesis-show-statistics",
         "-p",
