@@ -105,17 +105,22 @@ PLAIN_V2 = st.builds(
 # Timing
 
 
-def rate(strategy: st.SearchStrategy[Any], examples: int, round_no: int) -> float:
-    """Examples per CPU second of ``examples`` draws (generate phase only)."""
-
-    @seed(round_no)
-    @settings(
+def _generate_only(examples: int) -> settings:
+    """The settings every timed run uses: ``examples`` draws, generate phase only."""
+    return settings(
         max_examples=examples,
         phases=[Phase.generate],
         database=None,
         deadline=None,
         suppress_health_check=list(HealthCheck),
     )
+
+
+def rate(strategy: st.SearchStrategy[Any], examples: int, round_no: int) -> float:
+    """Examples per CPU second of ``examples`` draws (generate phase only)."""
+
+    @seed(round_no)
+    @_generate_only(examples)
     @given(strategy)
     def draw(_: Any) -> None:
         pass
@@ -130,13 +135,7 @@ def fuzz_rate(sb: Sandbox, strategy: st.SearchStrategy[Any], examples: int, roun
     """Generate, evaluate (dry) and check the invariants: examples per CPU second."""
 
     @seed(round_no)
-    @settings(
-        max_examples=examples,
-        phases=[Phase.generate],
-        database=None,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @_generate_only(examples)
     @given(strategy)
     def run(session: Any) -> None:
         check_state(sb.update("fuzz", session, dry=True))

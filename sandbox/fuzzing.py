@@ -879,28 +879,26 @@ def fuzz(
     if checks is not None:
         wanted = [checks] if isinstance(checks, str) else list(checks)
         known = [*session_checks, "lifecycle"]
-        unknown = [name for name in wanted if name not in known]
-        if unknown or not wanted:
+        unknown = [name for name in wanted if name not in known] or ([] if wanted else [""])
+        if unknown:
             raise RulesFileError(
-                f"fuzz(checks=...): no check named {', '.join(map(repr, unknown))} in {path}; "
+                f"no check named {', '.join(map(repr, unknown))} in {path}; "
                 f"its checks are {', '.join(known)}"
-                if unknown
-                else "fuzz(checks=...) names no check"
             )
         session_checks = {n: c for n, c in session_checks.items() if n in wanted}
         properties = {n: p for n, p in properties.items() if n in wanted}
         with_lifecycle = "lifecycle" in wanted or bool(properties)
-    outcomes: list[_Outcome] = []
+    outcomes: dict[str, _Outcome] = {}
     for name, check in session_checks.items():
         outcome = _search(name, check, factory, strategy, examples, seed, run)
         if outcome.usage is not None:
             raise RulesFileError(f"{path}: {outcome.usage}")
-        outcomes.append(outcome)
-    # Once a rule is known to keep outside state, each new session it has not seen fails
-    # the lifecycle again and shrinking would go on and on: search, but do not shrink.
-    known_outside = any(o.outside is not None for o in outcomes)
-    lifecycle = (
-        _lifecycle_search(
+        outcomes[name] = outcome
+    if with_lifecycle:
+        # Once a rule is known to keep outside state, each new session it has not seen
+        # fails the lifecycle again and shrinking would go on and on: do not shrink.
+        known_outside = any(o.outside is not None for o in outcomes.values())
+        outcomes["lifecycle"] = _lifecycle_search(
             factory,
             max(10, examples // 2),
             seed,
@@ -908,25 +906,19 @@ def fuzz(
             properties=properties,
             run=run,
         )
-        if with_lifecycle
-        else _Outcome()
-    )
-    outcomes.append(lifecycle)
     # One rule keeping outside state makes every check flaky: report it once, first.
-    outside = next((o.outside for o in outcomes if o.outside is not None), None)
-    violations = [o.violation for o in outcomes if o.violation is not None]
+    outside = next((o.outside for o in outcomes.values() if o.outside is not None), None)
+    violations = [o.violation for o in outcomes.values() if o.violation is not None]
     failed = {v.check for v in violations}
-    if lifecycle.violation is not None and lifecycle.violation.invariant in failed:
+    lifecycle = outcomes["lifecycle"].violation if with_lifecycle else None
+    if lifecycle is not None and lifecycle.invariant in failed:
         # A property a single session already breaks is reported once, with that
         # smaller counterexample; the lifecycle reports what only a lifecycle shows.
-        violations.remove(lifecycle.violation)
+        violations.remove(lifecycle)
     if outside is not None:
         violations.insert(0, outside)
-    run_names = (*session_checks, *(("lifecycle",) if with_lifecycle else ()))
-    names = (*session_checks, OUTSIDE_STATE, *run_names[len(session_checks) :])
-    tried = {
-        name: o.examples for name, o in zip(run_names, outcomes[: len(run_names)], strict=True)
-    }
+    names = (*session_checks, OUTSIDE_STATE, *(("lifecycle",) if with_lifecycle else ()))
+    tried = {name: o.examples for name, o in outcomes.items()}
     return FuzzReport(
         str(path),
         examples,
