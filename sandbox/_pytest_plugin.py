@@ -174,18 +174,21 @@ class PropertyItem(pytest.Item):
     def runtest(self) -> None:
         from hypothesis import settings
 
-        from sandbox.fuzzing import fuzz
+        from sandbox.fuzzing import RulesFileError, fuzz
 
         current = settings()  # the loaded profile's
         seed = self.config.getoption("hypothesis_seed", default=None)
         if seed is None and current.derandomize:
             seed = 0
-        report = fuzz(
-            self.path,
-            examples=current.max_examples,
-            seed=None if seed is None else int(seed),
-            checks=[self.name],
-        )
+        try:
+            report = fuzz(
+                self.path,
+                examples=current.max_examples,
+                seed=None if seed is None else int(seed),
+                checks=[self.name],
+            )
+        except RulesFileError as exc:  # a property used wrongly: say so, no traceback
+            raise PropertyFailedError(str(exc)) from None
         if report.violations:
             raise PropertyFailedError("\n\n".join(v.render() for v in report.violations))
 

@@ -302,3 +302,19 @@ def test_steering_counts_each_fired_rule_once_per_answer() -> None:
         steer_to_unexercised(sb.update("s", {"total": total}, dry=True), fired)
     # From 100: 150, 250 and 300; from 200: 250 and 300 (stackable rules of one campaign).
     assert fired == Counter({"Big / from 100": 3, "Big / from 200": 2})
+
+
+def test_a_property_used_wrongly_fails_its_test_with_the_reason_not_a_traceback(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        rules=RULES_WITH_PROPERTIES + "\n\ndef property_forgets_to_return(state):\n    pass\n"
+    )
+    result = pytester.runpytest(
+        "--sandbox-rules", "rules.py", "-k", "forgets", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(failed=1, deselected=2)
+    text = result.stdout.str()
+    assert "property_forgets_to_return returned None: a property must return True" in text
+    assert "Traceback" not in text
+    assert "fuzzing.py:" not in text
