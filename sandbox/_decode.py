@@ -22,6 +22,7 @@ from sandbox.models import (
     MAX_ATTRIBUTE_DEPTH,
     MAX_ATTRIBUTE_NUMBER,
     MAX_STRING_LENGTH,
+    surrogate_at,
     too_precise,
     wire_name,
 )
@@ -36,12 +37,19 @@ class Refused(Exception):  # noqa: N818 - a signal, not an error a user sees
     """The fast path does not accept this value; the codec's full path says why."""
 
 
-_REFUSED = Refused()  # raised often on the slow path's behalf: one instance, no traceback cost
+# Raised as the class, so each refusal is a fresh instance: one shared instance would
+# collect every raise's frames (and their locals, the payload) in its traceback, forever.
+_REFUSED = Refused
+
+
+def _unsafe(text: str) -> bool:
+    """Not valid Unicode text (an unpaired surrogate): the full path says where."""
+    return not text.isascii() and surrogate_at(text) is not None
 
 
 def _text(min_length: int, max_length: int) -> Decoder:
     def decode(value: Any) -> Any:
-        if isinstance(value, str) and min_length <= len(value) <= max_length:
+        if isinstance(value, str) and min_length <= len(value) <= max_length and not _unsafe(value):
             return value
         raise _REFUSED
 
@@ -114,7 +122,7 @@ def _object(item: Decoder) -> Decoder:
             raise _REFUSED
         result = {}
         for key, element in value.items():
-            if type(key) is not str or len(key) > MAX_STRING_LENGTH:
+            if type(key) is not str or len(key) > MAX_STRING_LENGTH or _unsafe(key):
                 raise _REFUSED
             result[key] = item(element)
         return result
@@ -128,7 +136,7 @@ def _json(value: Any, depth: int = 1) -> Any:
         return value
     kind = type(value)
     if kind is str:
-        if len(value) > MAX_STRING_LENGTH:
+        if len(value) > MAX_STRING_LENGTH or _unsafe(value):
             raise _REFUSED
         return value
     if kind is int or kind is Decimal or kind is float:
@@ -147,7 +155,7 @@ def _json(value: Any, depth: int = 1) -> Any:
     if kind is dict:
         result = {}
         for key, element in value.items():
-            if type(key) is not str or len(key) > MAX_STRING_LENGTH:
+            if type(key) is not str or len(key) > MAX_STRING_LENGTH or _unsafe(key):
                 raise _REFUSED
             result[key] = _json(element, depth + 1)
         return result

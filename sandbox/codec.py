@@ -205,13 +205,12 @@ def _dict_hook(conv: cattrs.Converter, t: Any) -> Callable[[Any, Any], dict[str,
 
 def _checked(hook: Callable[[Any, Any], Any], check: Check, name: str) -> Callable[[Any, Any], Any]:
     def structure(value: Any, t: Any) -> Any:
-        try:
-            result = hook(value, t)
-        except Exception as exc:
-            sizes = size_problems(check, name, value)
-            if not sizes:
-                raise
-            raise _InvalidError(sizes + list(_problems(exc, ""))) from None
+        # An array over its size bound is refused before its elements are decoded: a
+        # million cart items cost one len(), not a million element checks.
+        sizes = size_problems(check, name, value)
+        if sizes:
+            raise _InvalidError(sizes)
+        result = hook(value, t)
         problems = list(check(name, result))
         if problems:
             raise _InvalidError(problems)
@@ -400,14 +399,28 @@ _V2_KEYS = (
 Session = NewCustomerSession | NewCustomerSessionV2 | IntegrationRequest
 
 
-def session_from_wire(data: Any, *, strict_total: bool = True) -> Session:
-    """A wire dict of either dialect, told apart as DESIGN.md section 3 says.
+def session_from_wire(
+    data: Any, *, strict_total: bool = True, version: int | None = None
+) -> Session:
+    """A wire dict of either dialect.
 
-    ``{"customerSession": ...}`` is an :class:`IntegrationRequest`; a bare
-    session with any of ``coupon``, ``referral``, ``total`` is V1
-    (:class:`NewCustomerSession`), otherwise V2 (:class:`NewCustomerSessionV2`).
-    V1 and V2 keys together are an error at each V1 key, saying what replaces it.
+    ``version=1`` reads a V1 :class:`NewCustomerSession` (a V2 key is an unknown
+    key); ``version=2`` a V2 one: ``{"customerSession": ...}`` is an
+    :class:`IntegrationRequest`, anything else a :class:`NewCustomerSessionV2`.
+    Without ``version`` the keys decide: ``customerSession`` is an
+    IntegrationRequest, a bare session with any of ``coupon``, ``referral``,
+    ``total`` is V1, and any other bare session (``{"state": "closed"}``, which
+    both dialects could mean) is V2, Talon.One's current API. V1 and V2 keys
+    together are an error at each V1 key, saying what replaces it.
     """
+    if version not in (None, 1, 2):
+        raise ValidationError(
+            [
+                Problem(
+                    "", f"version must be 1, 2 or None (the keys decide), got {describe(version)}"
+                )
+            ]
+        )
     if not isinstance(data, Mapping):
         raise ValidationError(
             [
@@ -418,11 +431,21 @@ def session_from_wire(data: Any, *, strict_total: bool = True) -> Session:
                 )
             ]
         )
+    if version == 1:
+        return from_wire(NewCustomerSession, data, strict_total=strict_total)
     if "customerSession" in data:
         return from_wire(IntegrationRequest, data)
     v1 = [key for key in _V1_KEYS if key in data]
     if not v1:
         return from_wire(NewCustomerSessionV2, data)
+    if version == 2:
+        raise ValidationError(
+            [
+                Problem(f"/{key}", f"{key!r} is a V1 key, but version=2 was asked: {_V1_KEYS[key]}")
+                for key in v1
+            ],
+            subject="NewCustomerSessionV2",
+        )
     v2 = [key for key in _V2_KEYS if key in data]
     if v2:
         shown = ", ".join(map(repr, v2))

@@ -45,6 +45,8 @@ from sandbox.models import (
     check_total,
     describe,
     hint_candidate,
+    surrogate_at,
+    surrogate_rule,
 )
 from sandbox.models import replace as replace_model
 from sandbox.profiles import CustomerProfile, ProfileRecord, ProfileUpdate
@@ -631,9 +633,16 @@ class Sandbox:
             campaigns_by_name={c.name: c for c in self._campaigns},
         )
 
-    def evaluate(self, session: AnySession | IntegrationRequest | Mapping[str, Any]) -> Evaluation:
-        """Evaluate a session without any lifecycle or storage (the engine, directly)."""
-        request = self._structure(session)
+    def evaluate(
+        self,
+        session: AnySession | IntegrationRequest | Mapping[str, Any],
+        *,
+        version: int | None = None,
+    ) -> Evaluation:
+        """Evaluate a session without any lifecycle or storage (the engine, directly).
+
+        ``version`` reads a wire dict as :meth:`update` does."""
+        request = self._structure(session, version)
         with self._mutating("sb.evaluate()"), decimal.localcontext(ARITHMETIC):
             self._check_request(request, dry=False)
             return self._run_engine(request.session)
@@ -657,10 +666,12 @@ class Sandbox:
         finally:
             self._evaluating = False
 
-    def _structure(self, payload: Any) -> _Request:
+    def _structure(self, payload: Any, version: int | None = None) -> _Request:
         """The session of an update, its dialect, and what the answer must hold."""
         if isinstance(payload, Mapping):
-            payload = session_from_wire(payload, strict_total=self.strict_total)
+            payload = session_from_wire(payload, strict_total=self.strict_total, version=version)
+        elif version is not None and payload is not None:
+            _check_model_version(payload, version)
         if isinstance(payload, IntegrationRequest):
             return _Request(payload.customer_session, payload.response_content, "/customerSession")
         if isinstance(payload, NewCustomerSessionV2):
@@ -724,6 +735,7 @@ class Sandbox:
         *,
         dry: bool = False,
         now: Any = None,
+        version: int | None = None,
     ) -> IntegrationState:
         """Talon.One's ``updateCustomerSessionV2``: evaluate, and store unless ``dry``.
 
@@ -731,13 +743,16 @@ class Sandbox:
         session), a ``NewCustomerSessionV2`` or ``IntegrationRequest`` (merged
         onto the stored session: a field sent replaces the stored one, a field
         left out keeps it, ``couponCodes: []`` and ``referralCode: ""``
-        discard), or a wire dict of either (DESIGN.md section 3). A dry run
+        discard), or a wire dict of either. A dict's dialect is ``version`` (1
+        or 2) when given; otherwise ``customerSession`` or a V2-only key means
+        V2, any of ``coupon``, ``referral``, ``total`` means V1, and a dict
+        with neither (``{"state": "closed"}``) is V2: it merges. A dry run
         answers what the same real update would and stores nothing; a V2 dry
         run evaluates the payload alone, honours ``evaluableCampaignIds`` and
         may move the clock forward for itself with ``now``.
         """
         _check_session_id(session_id)
-        request = self._structure(session)
+        request = self._structure(session, version)
         with self._mutating("sb.update()"), decimal.localcontext(ARITHMETIC):
             evaluable = self._check_request(request, dry=dry)
             at = self._dry_now(now, dry=dry)
@@ -752,7 +767,9 @@ class Sandbox:
                     _legal(current),
                     detail=_why_not(current, asked),
                 )
-            session_now = _session_to_evaluate(request.session, stored, asked, dry=dry)
+            session_now = _session_to_evaluate(
+                request.session, stored, asked, dry=dry, prefix=request.prefix
+            )
             if (
                 asked is SessionState.CANCELLED
                 and stored is not None
@@ -1345,15 +1362,30 @@ def _as_session_content(parts: Sequence[Any] | None) -> tuple[ResponseContent, .
 
 def _check_id(value: Any, what: str) -> None:
     if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+        message = (
+            f"{what} must be a string of 1 to {MAX_ID_LENGTH} characters, got {describe(value)}"
+        )
+    elif (at := surrogate_at(value)) is not None:
+        message = f"{what} {surrogate_rule(value, at)}"
+    else:
+        return
+    raise ValidationError([Problem("", message)], subject=what.removeprefix("a "))
+
+
+def _check_model_version(model: Any, version: int) -> None:
+    """A model says its own dialect; one that contradicts ``version`` is a mistake."""
+    own = 1 if isinstance(model, NewCustomerSession) else 2
+    if isinstance(model, NewCustomerSession | NewCustomerSessionV2 | IntegrationRequest) and (
+        own != version
+    ):
         raise ValidationError(
             [
                 Problem(
                     "",
-                    f"{what} must be a string of 1 to {MAX_ID_LENGTH} characters, "
-                    f"got {describe(value)}",
+                    f"version={version} was asked, but a {type(model).__name__} is a "
+                    f"V{own} session; leave version out for a model",
                 )
-            ],
-            subject=what.removeprefix("a "),
+            ]
         )
 
 
@@ -1497,7 +1529,12 @@ def _asked_state(session: AnySession, current: SessionState | None) -> SessionSt
 
 
 def _session_to_evaluate(
-    asked: AnySession, stored: StoredSession | None, state: SessionState, *, dry: bool
+    asked: AnySession,
+    stored: StoredSession | None,
+    state: SessionState,
+    *,
+    dry: bool,
+    prefix: str = "",
 ) -> AnySession:
     """What the update evaluates and stores (DESIGN.md section 3).
 
@@ -1522,6 +1559,11 @@ def _session_to_evaluate(
             merged = replace_model(merged, referral_code=None)
     else:
         merged = _merged_v2(as_v2(stored.submitted), asked)
+        # Each part was in bounds; the stored cart with the new costs (or the reverse)
+        # may not be.
+        problems = [p.within(prefix) for p in merged._cross_field_problems()]
+        if problems:
+            raise ValidationError(problems, subject="session (merged onto the stored one)")
     return replace_model(merged, state=state)
 
 

@@ -41,6 +41,10 @@ class Problem:
         pointer = self.pointer or "/"
         if len(pointer) > 200:  # the pointer stays exact; only its display is shortened
             pointer = f"{pointer[:120]}...{pointer[-60:]}"
+        if not pointer.isascii():
+            # A key with an unpaired surrogate: shown as its escape, so the text can be
+            # printed or sent as UTF-8 (the pointer itself stays exact).
+            pointer = pointer.encode("utf-8", "backslashreplace").decode("utf-8")
         return f"{pointer}: {self.message}"
 
     def within(self, prefix: str) -> Problem:

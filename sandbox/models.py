@@ -228,6 +228,26 @@ def _item(name: str | None, suffix: str) -> str | None:
     return None if name is None else name + suffix
 
 
+def surrogate_at(value: str) -> int | None:
+    """Where ``value`` holds an unpaired UTF-16 surrogate (``"\\ud800"`` is a valid JSON
+    escape, but no UTF-8 text can hold it), or None for valid Unicode text."""
+    if value.isascii():
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def surrogate_rule(value: str, index: int) -> str:
+    """The message for a string with an unpaired surrogate at ``index``."""
+    return (
+        f"must be valid Unicode text: an unpaired surrogate {value[index]!r} at character "
+        f"{index} of {describe(value)}"
+    )
+
+
 def text(*, min_length: int = 0, max_length: int = MAX_STRING_LENGTH) -> Check:
     def check(name: str | None, value: Any) -> Iterator[Problem]:
         if not isinstance(value, str):
@@ -242,6 +262,8 @@ def text(*, min_length: int = 0, max_length: int = MAX_STRING_LENGTH) -> Check:
             yield Problem(
                 "", _named(name, f"must have at most {max_length} characters: {len(value)} given")
             )
+        elif (at := surrogate_at(value)) is not None:
+            yield Problem("", _named(name, surrogate_rule(value, at)))
 
     check.spec = ("text", min_length, max_length)  # type: ignore[attr-defined]
     return check
@@ -387,6 +409,9 @@ def object_of(item: Check) -> Check:
                     f"keys must have at most {MAX_STRING_LENGTH} characters: {len(key)} given",
                 )
                 continue
+            if (at := surrogate_at(key)) is not None:
+                yield Problem(pointer, f"keys {surrogate_rule(key, at)}")
+                continue
             for problem in item(_item(name, f".{key}"), element):
                 yield problem.within(pointer)
 
@@ -414,6 +439,8 @@ def _json_problems(name: str | None, value: Any, depth: int) -> Iterator[Problem
                     f"must have at most {MAX_STRING_LENGTH} characters: {len(value)} given",
                 ),
             )
+        elif (at := surrogate_at(value)) is not None:
+            yield Problem("", _named(name, surrogate_rule(value, at)))
         return
     if isinstance(value, int | Decimal):
         number_value = Decimal(value) if isinstance(value, int) else value
@@ -603,6 +630,24 @@ class ReturnedCartItem(_Validated):
             yield Problem("", "a returned item needs a 'position' or a 'sku'")
 
 
+def _cart_problems(items: tuple[CartItem, ...] | None) -> Iterator[Problem]:
+    quantity = sum(item.quantity for item in items or ())
+    if quantity > MAX_TOTAL_QUANTITY:
+        yield Problem(
+            "/cartItems",
+            f"the total quantity of 'cartItems' must be at most {MAX_TOTAL_QUANTITY}: "
+            f"{quantity} given",
+        )
+
+
+def _in_money_bounds(amount: Decimal) -> bool:
+    return amount < MAX_MONEY
+
+
+def _total_problem(pointer: str, what: str, amount: Decimal) -> Problem:
+    return Problem(pointer, f"{what} must be below {MAX_MONEY:.0E}: {shown_number(amount)}")
+
+
 @attrs.frozen
 class NewCustomerSession(_Validated):
     """A customer session as the integration sends it (the seed's model).
@@ -633,13 +678,10 @@ class NewCustomerSession(_Validated):
     )
 
     def _cross_field_problems(self) -> Iterator[Problem]:
-        items = self.cart_items or ()
-        quantity = sum(item.quantity for item in items)
-        if quantity > MAX_TOTAL_QUANTITY:
-            yield Problem(
-                "/cartItems",
-                f"the total quantity of 'cartItems' must be at most {MAX_TOTAL_QUANTITY}: "
-                f"{quantity} given",
+        yield from _cart_problems(self.cart_items)
+        if not _in_money_bounds(self.cart_total):
+            yield _total_problem(
+                "/cartItems", "the cart total (price x quantity over 'cartItems')", self.cart_total
             )
 
     @functools.cached_property
@@ -748,12 +790,25 @@ class NewCustomerSessionV2(_Validated):
     )
 
     def _cross_field_problems(self) -> Iterator[Problem]:
-        quantity = sum(item.quantity for item in self.cart_items or ())
-        if quantity > MAX_TOTAL_QUANTITY:
-            yield Problem(
-                "/cartItems",
-                f"the total quantity of 'cartItems' must be at most {MAX_TOTAL_QUANTITY}: "
-                f"{quantity} given",
+        problems = list(_cart_problems(self.cart_items))
+        if problems:
+            yield from problems
+            return
+        # Every amount the engine derives (totals, shares of them, discounts) stays within
+        # the money bound only if the totals it starts from do.
+        if not _in_money_bounds(self.cart_total):
+            yield _total_problem(
+                "/cartItems", "the cart total (price x quantity over 'cartItems')", self.cart_total
+            )
+        elif not _in_money_bounds(self.additional_cost_total):
+            yield _total_problem(
+                "/additionalCosts",
+                "the additional cost total (session costs, plus each item's costs x its quantity)",
+                self.additional_cost_total,
+            )
+        elif not _in_money_bounds(self.total):
+            yield _total_problem(
+                "/cartItems", "the total (cart items plus additional costs)", self.total
             )
 
     @functools.cached_property

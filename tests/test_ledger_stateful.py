@@ -152,7 +152,9 @@ class LedgerMachine(RuleBasedStateMachine):
         legal: bool | None = asked in UPDATE_MOVES[current]
         if legal and asked == "cancelled" and current in COMMITTED:
             legal = None  # legal only if the payload repeats the stored fields
-        result = self.attempt(lambda: self.sb.update(sid, payload), legal)
+        # V1 (replace): a payload without "coupon" closes the session without its coupon.
+        # Without version=1 such a payload reads as V2 and merges, keeping the coupon.
+        result = self.attempt(lambda: self.sb.update(sid, payload, version=1), legal)
         if result is None:
             return
         if asked == "cancelled" and current in COMMITTED:
