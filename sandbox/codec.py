@@ -381,7 +381,7 @@ def from_wire(cls: type[T], data: Any, *, strict_total: bool = True) -> T:
     return result
 
 
-# The keys only one dialect has (reference section 1.3), and what replaces a V1 key in V2.
+# The keys only one dialect has, and what replaces a V1 key in V2.
 _V1_KEYS = {
     "coupon": "write 'couponCodes': [...] instead",
     "referral": "write 'referralCode' instead",

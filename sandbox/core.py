@@ -90,7 +90,7 @@ ROUNDINGS = (
 )
 
 # Legal moves by update (PUT), from each stored state (None: a new session).
-# reopen and return_items have their own methods (reference section 2.1).
+# reopen and return_items have their own methods.
 _UPDATE_MOVES: dict[SessionState | None, tuple[SessionState, ...]] = {
     None: (SessionState.OPEN, SessionState.CLOSED),
     SessionState.OPEN: (SessionState.OPEN, SessionState.CLOSED, SessionState.CANCELLED),
@@ -1509,7 +1509,7 @@ def _v1_fields_sent(session: NewCustomerSession) -> NewCustomerSessionV2:
 
 
 def _merged_v2(stored: NewCustomerSessionV2, asked: NewCustomerSessionV2) -> NewCustomerSessionV2:
-    """Talon.One's merge (reference 1.1): a field sent replaces the stored one (arrays
+    """Talon.One's merge: a field sent replaces the stored one (arrays
     and maps wholesale), a field left out keeps it; ``referralCode: ""`` discards."""
     changes = {
         a.name: getattr(asked, a.name)
@@ -1536,7 +1536,7 @@ def _session_to_evaluate(
     dry: bool,
     prefix: str = "",
 ) -> AnySession:
-    """What the update evaluates and stores (DESIGN.md section 3).
+    """What the update evaluates and stores.
 
     V1 replaces the stored session (an open session's cancel keeps the fields it
     leaves out). V2 merges onto the stored session, in V2 form; a V2 dry run

@@ -186,7 +186,7 @@ class CreateCoupon:
     ``pattern`` generates it (``#`` is a random character of ``A-Z0-9``, chosen
     deterministically from the session, so a dry run and the real update agree).
     The code exists from the close of the session that created it and is deleted
-    again by the cancel or reopen that rolls the close back (DESIGN.md section 4).
+    again by the cancel or reopen that rolls the close back.
     ``campaign`` names the campaign to create it in (default: the rule's own).
     """
 

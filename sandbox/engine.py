@@ -3,8 +3,8 @@
 No I/O and no mutation of the sandbox: everything mutable lives in the
 ledger and the session store of :class:`~sandbox.Sandbox`. One evaluation:
 
-1. each submitted code is checked for validity and limits (reference section
-   4.2 order), giving a candidate or a rejection;
+1. each submitted code is checked for validity and limits (in Talon.One's
+   order of rejection reasons), giving a candidate or a rejection;
 2. running campaigns, in order: rules top to bottom, conditions in order
    (stopping at the first false), then the desired effects of fired rules;
 3. evaluation groups arbitrate between triggered campaigns;
@@ -145,7 +145,7 @@ class Context:
         self.session = session
         self.total: Decimal = session.effective_total
         self.items: tuple[CartItem, ...] = session.cart_items or ()
-        # DESIGN.md section 3: no context field is None; no profile is "".
+        # No context field is None (rules need no None checks); no profile is "".
         self.profile_id: str = session.profile_id or ""
         self.identifiers: tuple[str, ...] = session.identifiers or ()
         self.attributes: Mapping[str, Any] = MappingProxyType(session.attributes or {})
@@ -228,7 +228,7 @@ class CreatedCode:
 
 
 # ---------------------------------------------------------------------------
-# Code checks (reference section 4.2 and DESIGN.md section 4, first failure wins)
+# Code checks (Talon.One's order of rejection reasons; the first failure wins)
 
 
 @attrs.frozen
@@ -322,13 +322,13 @@ class _Run:
         )
         self.created: list[CreatedCode] = []  # by create effects that applied
         self.budgets: dict[int, Any] = {}  # campaign id -> its budget counters, once per run
-        # The code each campaign's rules see (DESIGN.md section 4), by campaign id.
+        # The code each campaign's rules see (its first valid code in the session), by campaign id.
         self.campaign_coupon: dict[int, _Code] = {}
         self.campaign_referral: dict[int, _Code] = {}
 
     def is_running(self, campaign: Campaign) -> bool:
         if self.world.evaluable is not None:
-            # A dry run's evaluableCampaignIds: evaluated even if disabled (reference 1.1).
+            # A dry run's evaluableCampaignIds: evaluated even if disabled.
             return (
                 campaign.id in self.world.evaluable
                 and campaign.state is not CampaignState.ARCHIVED
@@ -382,8 +382,8 @@ class _Run:
         if self.profile_id is None and any(
             LimitEntity.PROFILE in lim.entities for lim in campaign.limits
         ):
-            # Coupons: ProfileRequired. Referrals have no such documented reason; DESIGN.md
-            # section 4 answers ProfileLimitReached, saying a profile is required.
+            # Coupons: ProfileRequired. Referrals have no such documented reason; the sandbox
+            # answers ProfileLimitReached, its details saying a profile is required.
             reason = (
                 reasons.PROFILE_REQUIRED
                 if reasons is CouponRejection
@@ -836,7 +836,7 @@ def _desire(run: _Run, campaign: Campaign, rule: Rule, ctx: Context) -> Iterable
                         raw = base * spec.percent / 100
                     else:
                         # Per unit; the cap at the unit (or line) happens when applied, so a
-                        # capped item discount reports desiredValue (DESIGN.md section 4).
+                        # capped item discount reports desiredValue.
                         amount = _amount_of(spec.amount, ctx, campaign, rule, index)
                         raw = amount if sub is not None else amount * item.quantity
                     yield _Desired(
@@ -1391,7 +1391,7 @@ def _apply_campaign(run: _Run, outcome: _CampaignOutcome, applied_groups: set[in
             )
             if coupon_rule or referral_rule:
                 # Budgets outrank group arbitration as a code's rejection reason
-                # (DESIGN.md section 4): would this rule have failed on one?
+                # (Talon.One's order of reasons): would this rule have failed on one?
                 failed = _apply_rule(
                     run, campaign, fired, scope, group_id, group_mode, triggered_by, trial=True
                 )[2]
@@ -1541,7 +1541,7 @@ def _reject_unaccepted(
     reasons: Any,
     uses_code: Callable[[Rule], bool],
 ) -> None:
-    """A valid code no applied rule accepted: why (DESIGN.md section 4 order)."""
+    """A valid code no applied rule accepted: why (budgets, then group arbitration)."""
     code_rules = [r for r in campaign.rules if uses_code(r)]
     passed = [f.rule for f in outcome.fired if uses_code(f.rule)]
     # An excluded campaign's code is rejected for its group, unless every rule that

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
@@ -99,8 +99,11 @@ class OutsideStateError(InvariantViolation):
     Its answer depends on something besides the session and the sandbox: a
     bug in the rules, not in the sandbox. ``campaign`` and ``rule`` name it;
     the first line of the message is the plain sentence, the next ones show
-    the two outcomes.
+    the two outcomes. ``OutsideStateError.latest`` is the last one made, so a test
+    runner can name the rule when Hypothesis ends a run as flaky.
     """
+
+    latest: ClassVar[OutsideStateError | None] = None
 
     def __init__(
         self,
@@ -121,6 +124,7 @@ class OutsideStateError(InvariantViolation):
         self.campaign = campaign
         self.rule = rule
         self.sentence = sentence
+        OutsideStateError.latest = self
         where = f" in session {session_id!r}" if session_id is not None else ""
         self.args = (
             f"{sentence}\n  first{where}: {first}\n  then: {then}\n"

@@ -56,14 +56,14 @@ __all__ = [
     "shown_number",
 ]
 
-# Talon.One's limits (reference/talon_semantics.md, section 1.5).
+# Talon.One's documented limits.
 MAX_IDENTIFIERS = 5
 MAX_CODE_LENGTH = 100
 MAX_ID_LENGTH = 1000
 MAX_CART_ITEMS = 1000
 MAX_TOTAL_QUANTITY = 10_000
 
-# Bounds of the wire format (DESIGN.md section 4), decided once, here; the codec and
+# Bounds of the wire format (the README lists them), decided once, here; the codec and
 # the Python constructors both apply them. Talon.One's own limits are far below
 # Decimal's range: these are bounds no real cart reaches, chosen so that every
 # accepted payload is evaluated exactly in ARITHMETIC and written back by
@@ -112,7 +112,7 @@ fourth element)."""
 
 
 class SessionState(enum.StrEnum):
-    """The states of a customer session (reference section 2)."""
+    """The states of a customer session."""
 
     OPEN = "open"
     CLOSED = "closed"
@@ -744,7 +744,7 @@ class NewCustomerSessionV2(_Validated):
     Several ``coupon_codes``, one ``referral_code``, session-level
     ``additional_costs``; the total is computed (cart items plus additional
     costs, before discounts), never sent. A field left as ``None`` was not
-    sent: an update keeps the stored value (DESIGN.md section 3); ``state``
+    sent: an update keeps the stored value (Talon.One's merge); ``state``
     too, so a new session without one is open.
 
     >>> s = NewCustomerSessionV2(coupon_codes=["XMAS"], additional_costs={"shipping": AdditionalCost(price=5)},
@@ -913,7 +913,7 @@ def check_total(session: NewCustomerSession) -> None:
     """Refuse a ``total`` that differs from a non-empty cart's sum.
 
     A buggy integration that sends the wrong total is what the sandbox exists
-    to catch (DESIGN.md section 4); ``strict_total=False`` skips this check.
+    to catch; ``strict_total=False`` skips this check.
     """
     if session.total is None or not session.cart_items:
         return

@@ -1,7 +1,7 @@
 """Customer profiles: what ``updateCustomerProfileV2`` sends, and what a profile is.
 
 A profile is created empty by the first session or profile update that names it
-(reference section 9.3). Its counters (closed sessions, total sales) live in the
+(as Talon.One does). Its counters (closed sessions, total sales) live in the
 ledger; its attributes, creation time and last activity in the sandbox's profile
 store. :class:`CustomerProfile` is the two together, shaped as the SDK's
 ``CustomerProfile``.

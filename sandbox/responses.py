@@ -1,5 +1,5 @@
 """The optional parts of an ``IntegrationStateV2`` that a request's
-``responseContent`` asks for, as Talon.One's wire shapes (reference section 9.1).
+``responseContent`` asks for, as Talon.One's wire shapes.
 
 Each builder takes the sandbox's read-only state at the moment of the answer and
 returns plain JSON-ready data (Decimals stay; ``to_plain`` writes them). They
@@ -198,7 +198,7 @@ def triggered_campaign_ids(effects: Iterable[Effect]) -> list[int]:
 
 
 def event_type(before: SessionState | None, after: SessionState) -> str:
-    """The built-in event an update logs (reference section 9.5)."""
+    """The built-in event an update logs."""
     if before is None:
         return "talon_session_created"
     if after is SessionState.CLOSED:

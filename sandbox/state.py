@@ -1,7 +1,7 @@
 """What an update answers: effects, rule failure reasons, and the evaluated session.
 
 Shapes follow Talon.One's ``Effect``, ``RuleFailureReason`` and
-``IntegrationStateV2`` (reference sections 3.1, 9.1, 9.2); ``to_wire()`` gives
+``IntegrationStateV2``; ``to_wire()`` gives
 camelCase JSON-ready dicts, money as numbers.
 """
 
@@ -41,7 +41,7 @@ def wire_time(moment: datetime) -> str:
 
 @attrs.frozen
 class SessionMeta:
-    """The fields of a ``CustomerSessionV2`` that the sandbox computes (reference 1.2).
+    """The fields of a ``CustomerSessionV2`` that the sandbox computes.
 
     ``id`` is the sandbox's own counter; ``created``/``updated`` come from its
     clock; ``update_count`` is 1 on creation and +1 per update; ``first_session``

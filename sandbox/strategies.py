@@ -6,8 +6,8 @@
 ... def test_coupon_is_kept(s):
 ...     assert s.coupon == "XMAS-2021"
 
-The same names as the top-level ``strategies`` package, which stays (the
-design card asks for it). Many projects keep a ``tests/strategies.py`` of
+The same names as the top-level ``strategies`` package, which stays (older
+tests import it). Many projects keep a ``tests/strategies.py`` of
 their own, and pytest puts ``tests/`` first on ``sys.path``, so a plain
 ``import strategies`` would find that file instead. This module therefore
 loads the package that sits beside ``sandbox`` by its location, and leaves

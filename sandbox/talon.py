@@ -1,7 +1,7 @@
 """Talon.One's names, exactly as they appear on the wire.
 
-The engine compares these enums, never bare strings (STYLE.md). Each value is
-the string Talon.One's Integration API sends (reference/talon_semantics.md).
+The engine compares these enums, never bare strings. Each value is the string
+Talon.One's Integration API sends.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ __all__ = [
 
 
 class EffectType(enum.StrEnum):
-    """The effect types the sandbox emits (reference section 3.2)."""
+    """The effect types the sandbox emits."""
 
     ACCEPT_COUPON = "acceptCoupon"
     REJECT_COUPON = "rejectCoupon"
@@ -66,7 +66,7 @@ _DISCOUNTS = frozenset(
 
 
 class CouponRejection(enum.StrEnum):
-    """``rejectCoupon.rejectionReason`` (reference section 4.2)."""
+    """``rejectCoupon.rejectionReason``."""
 
     NOT_FOUND = "CouponNotFound"
     PART_OF_NOT_RUNNING_CAMPAIGN = "CouponPartOfNotRunningCampaign"
@@ -83,9 +83,9 @@ class CouponRejection(enum.StrEnum):
 
 
 class ReferralRejection(enum.StrEnum):
-    """``rejectReferral.rejectionReason`` (reference section 5.2): Talon.One's documented
-    referral reasons only (a referral needing a profile gets ProfileLimitReached, as
-    DESIGN.md section 4 says; AdvocateNotFound is not modelled: an advocate is a
+    """``rejectReferral.rejectionReason``: Talon.One's documented
+    referral reasons only (a referral needing a profile gets ProfileLimitReached,
+    its details saying so; AdvocateNotFound is not modelled: an advocate is a
     profile id the sandbox need not have seen)."""
 
     NOT_FOUND = "ReferralNotFound"

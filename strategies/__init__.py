@@ -1,7 +1,9 @@
 """Hypothesis strategies for promo-sandbox sessions.
 
 Importing this package registers ``st.from_type`` for ``NewCustomerSession``,
-``NewCustomerSessionV2`` and ``CartItem`` (no Hypothesis entry point: see STYLE.md).
+``NewCustomerSessionV2`` and ``CartItem``. There is deliberately no Hypothesis entry
+point: one would import this package whenever Hypothesis is imported, and a project's
+own ``tests/strategies.py`` would then break ``import hypothesis``.
 
 >>> from hypothesis import given
 >>> from strategies import sessions

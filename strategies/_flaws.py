@@ -2,7 +2,7 @@
 
 Both are computed from the sandbox's inventory, clock and counters
 (``_inventory``), never by asking the engine: :func:`_problems` restates
-Talon.One's code checks (reference section 4.2) and names every problem a
+Talon.One's code checks, in its order of reasons, and names every problem a
 code would have for a given profile and identifiers. A code is valid when it
 has none; a flaw is planted when it has exactly one. Which flaws a sandbox can
 show follows from the same function, so nothing is hard-coded per inventory.
@@ -96,7 +96,7 @@ FLAWS: dict[str, tuple[str, str]] = {
         "a coupon (without recipient) of a campaign with a per-Profile limit",
     ),
     "referral_profile_required": (
-        # Referrals have no ProfileRequired: DESIGN.md section 4 answers ProfileLimitReached.
+        # Referrals have no ProfileRequired: the sandbox answers ProfileLimitReached.
         "ProfileLimitReached",
         "a referral (without friend) of a campaign with a per-Profile limit, sent without a profile",
     ),
@@ -435,7 +435,7 @@ def valid_sessions(sb: Sandbox, *, version: int = 1) -> SearchStrategy[Any]:
     session's codes can only come from rule conditions or budgets.
 
     ``version=2`` draws V2 sessions: up to three coupon codes, each of another
-    campaign (a campaign uses one code; DESIGN.md section 4), and maybe a
+    campaign (a campaign's rules see one code, its first valid one), and maybe a
     referral code.
     """
     check_sandbox("valid_sessions", sb, optional=False)

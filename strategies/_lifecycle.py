@@ -20,6 +20,7 @@ plain message instead of Hypothesis' ``FlakyFailure``.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
 import os
@@ -36,6 +37,7 @@ from sandbox.conditions import NotABoolError, as_bool
 from sandbox.core import Sandbox, as_v2
 from sandbox.errors import TransitionError
 from sandbox.invariants import (
+    OUTSIDE_STATE,
     InvariantViolation,
     OutsideStateError,
     answers_agree,
@@ -146,6 +148,17 @@ def _outside_state(
     return cls.outside_state
 
 
+_ANSWERS_KEPT = 20_000
+"""How many answers a machine class remembers by the steps that led to them."""
+
+
+def _answers(cls: type[SessionLifecycle]) -> dict[int, IntegrationState]:
+    # Each machine class gets its own record, not its base class's.
+    if "answers_by_path" not in cls.__dict__:
+        cls.answers_by_path = {}
+    return cls.answers_by_path
+
+
 class SessionLifecycle(RuleBasedStateMachine):
     """Open, update, close, cancel, reopen and return sessions; check invariants throughout.
 
@@ -167,6 +180,7 @@ class SessionLifecycle(RuleBasedStateMachine):
     """The user's properties, checked after every step that answers (``for_rules``)."""
 
     outside_state: ClassVar[dict[str, tuple[OutsideStateError, list[dict[str, Any]]]]]
+    answers_by_path: ClassVar[dict[int, IntegrationState]]
     """Per machine class: the steps (as JSON) after which a rule was caught
     keeping outside state, with the error and the steps, so that a replay of
     the same steps fails the same way. Filled in by the machine."""
@@ -247,6 +261,9 @@ class SessionLifecycle(RuleBasedStateMachine):
         self._next = 0
         # The calls made so far, as replayable wire data (what a report shows).
         self.steps: list[dict[str, Any]] = []
+        # A fingerprint of self.steps[: self._folded], extended as steps are checked.
+        self._path = 0
+        self._folded = 0
         # Every lifecycle starts from a few orders, open or closed: the moves below
         # (close, return, reopen, cancel, a returning customer) need something to act on.
         if data is not None:  # (None: called by hand, outside a Hypothesis run)
@@ -260,7 +277,36 @@ class SessionLifecycle(RuleBasedStateMachine):
     def _ids(self, *states: SessionState) -> list[str]:
         return sorted(i for i, s in self.sb.sessions.items() if s.state in states)
 
+    def _same_as_before(self, state: IntegrationState) -> None:
+        """The same steps from a new sandbox must give the same answer.
+
+        Hypothesis replays step sequences while it shrinks: an answer that differs
+        from the one the same steps gave before comes from state a rule keeps outside
+        the sandbox. Raising here would change the replay's course (Hypothesis would
+        call the test flaky); the OutsideStateError naming the rule is made and
+        recorded instead (``OutsideStateError.latest``), and the pytest plugin shows it
+        when Hypothesis ends the run as flaky."""
+        for step in self.steps[self._folded :]:
+            self._path = hash((self._path, dumps(step)))
+        self._folded = len(self.steps)
+        answers = _answers(type(self))
+        first = answers.get(self._path)
+        if first is None:
+            if len(answers) >= _ANSWERS_KEPT:
+                answers.pop(next(iter(answers)))
+            answers[self._path] = state
+            return
+        with contextlib.suppress(InvariantViolation):
+            answers_agree(
+                first,
+                state,
+                invariant=OUTSIDE_STATE,
+                detail="the same steps from a new sandbox answered differently",
+                session_id=state.session_id,
+            )
+
     def _check(self, state: IntegrationState) -> None:
+        self._same_as_before(state)
         check_state(state)
         for name, prop in self.user_properties.items():
             try:
@@ -546,7 +592,7 @@ def _partial(
 
 def _step(session: AnySession) -> dict[str, Any]:
     """The session as a replayable wire dict, in its own dialect: a bare dict without
-    ``coupon``, ``referral`` or ``total`` reads as V2 (DESIGN.md section 3), so a V1
+    ``coupon``, ``referral`` or ``total`` reads as V2 (see ``Sandbox.update``), so a V1
     session that sends none of them says ``"coupon": null``."""
     wire: dict[str, Any] = to_wire(session, exact=True)
     if isinstance(session, NewCustomerSession) and not {"coupon", "referral", "total"} & set(wire):

@@ -443,7 +443,7 @@ def _draw_v2(
     return NewCustomerSessionV2(**values)
 
 
-# Registered on import (not through a Hypothesis entry point, see STYLE.md), so
+# Registered on import (not through a Hypothesis entry point, see the package docstring), so
 # st.from_type(NewCustomerSession) and st.builds(...) work once strategies is imported.
 st.register_type_strategy(NewCustomerSession, sessions())
 st.register_type_strategy(NewCustomerSessionV2, sessions(version=2))

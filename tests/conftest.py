@@ -8,7 +8,7 @@ the default profile applies, and Hypothesis loads its built-in derandomized
 "ci" profile itself when the CI variable is set.
 """
 
-from sandbox._pytest_plugin import register_profiles
+from promo_sandbox_pytest import register_profiles
 
 pytest_plugins = ["pytester"]
 

@@ -63,10 +63,10 @@ def test_failed_equality_shows_effect_diff(pytester: pytest.Pytester) -> None:
 
 
 def test_only_left_and_only_right_effects_are_named() -> None:
+    from promo_sandbox_pytest import pytest_assertrepr_compare
     from sandbox import Sandbox
     from sandbox import conditions as c
     from sandbox import effects as e
-    from sandbox._pytest_plugin import pytest_assertrepr_compare
 
     sb = Sandbox(now="2026-12-01T10:00:00Z")
     promo = sb.campaign("Promo")
@@ -318,3 +318,115 @@ def test_a_property_used_wrongly_fails_its_test_with_the_reason_not_a_traceback(
     assert "property_forgets_to_return returned None: a property must return True" in text
     assert "Traceback" not in text
     assert "fuzzing.py:" not in text
+
+
+def test_a_users_own_sandbox_py_does_not_stop_pytest_and_is_named_in_one_warning(
+    pytester: pytest.Pytester,
+) -> None:
+    # `python -m pytest` puts the working directory first on sys.path, so a user's own
+    # sandbox.py shadows the library; the plugin's entry point must still load.
+    pytester.makepyfile(sandbox="VALUE = 1\n")
+    pytester.makepyfile(
+        test_mine="""
+        import sandbox
+
+        def test_my_own_module():
+            assert sandbox.VALUE == 1
+
+        def test_the_factory_says_why_it_cannot_help(sandbox_factory):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:benchmark")
+    result.assert_outcomes(passed=1, errors=1)
+    out = result.stdout.str()
+    assert "is not a package" not in out
+    assert "INTERNALERROR" not in out
+    # One line says what happened and what to do: as a warning, and as the fixture's error.
+    said = "*'sandbox' imports *sandbox.py, not the promo-sandbox library*rename that file*"
+    result.stdout.fnmatch_lines(["*PytestConfigWarning: " + said[1:]])
+    result.stdout.fnmatch_lines(
+        ["*ERROR at setup of test_the_factory_says_why_it_cannot_help*", said]
+    )
+
+
+def test_the_plugin_knows_the_library_when_nothing_shadows_it() -> None:
+    from promo_sandbox_pytest import shadowing_module
+
+    assert shadowing_module() is None
+
+
+FLAKY_BECAUSE_OF_A_RULE = """
+from hypothesis import given, settings, strategies as st
+from sandbox.invariants import OutsideStateError
+
+calls = []
+
+@settings(derandomize=True, database=None)
+@given(st.integers(0, 10))
+def test_fails_once_then_passes(n):
+    # What a rule keeping a module-level set does to a Hypothesis run: the first run fails,
+    # the replay passes. The lifecycle machine records the OutsideStateError naming the
+    # rule when the same steps answer differently; here it is made by hand.
+    calls.append(n)
+    if len(calls) == 1:
+        OutsideStateError("Welcome", "first visit", first="fired", then="did not fire")
+        raise AssertionError("a welcome discount on a returning customer")
+"""
+
+LIFECYCLE_WITH_OUTSIDE_STATE = """
+from hypothesis import settings
+from sandbox import Sandbox, effects as e
+from sandbox.strategies import SessionLifecycle
+
+seen = set()
+
+def first_visit(ctx):
+    if ctx.profile_id in seen:
+        return False
+    seen.add(ctx.profile_id)
+    return True
+
+def build():
+    sb = Sandbox(now="2026-12-01T10:00:00Z")
+    sb.campaign("Welcome").rule("first visit", when=[first_visit], then=[e.set_discount("w", 5)])
+    return sb
+
+def at_most_four_off(state):
+    return state.total_discount <= 4
+
+TestRules = SessionLifecycle.for_rules(build, properties=[at_most_four_off]).TestCase
+TestRules.settings = settings(
+    max_examples=25, stateful_step_count=10, derandomize=True, database=None, deadline=None
+)
+"""
+
+
+def test_a_run_hypothesis_calls_flaky_because_a_rule_keeps_state_names_the_rule(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(FLAKY_BECAUSE_OF_A_RULE)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:benchmark")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "FlakyFailure" not in out
+    result.stdout.fnmatch_lines(
+        [
+            "*OutsideStateError: rule 'first visit' in campaign 'Welcome' answered differently*"
+            "keeps state outside the sandbox*",
+            "*Hypothesis ended this run as flaky*",
+        ]
+    )
+
+
+def test_a_lifecycle_over_a_rule_with_a_module_level_set_fails_plainly_naming_the_rule(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(LIFECYCLE_WITH_OUTSIDE_STATE)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:benchmark")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "Flaky" not in out.split("short test summary info")[-1]
+    result.stdout.fnmatch_lines(
+        ["FAILED *OutsideStateError: rule 'first visit' in campaign 'Welcome'*outside the sandbox"]
+    )

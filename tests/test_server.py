@@ -712,7 +712,7 @@ def test_serve_refuses_a_port_in_use(rules: Path) -> None:
 
 def test_import_sandbox_and_its_cli_load_no_http_stack() -> None:
     code = (
-        "import sys, sandbox, sandbox.cli, sandbox._pytest_plugin\n"
+        "import sys, sandbox, sandbox.cli, sandbox._pytest_plugin, promo_sandbox_pytest\n"
         "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'starlette', 'uvicorn', 'anyio'})\n"
         "assert not loaded, loaded"
     )
