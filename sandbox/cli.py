@@ -100,13 +100,22 @@ class UsageError(SandboxError):
     """Bad command-line input; exit code 2."""
 
 
-class OutputError(SandboxError):
+class OutputError(SandboxError, OSError):
     """Output that could not be written (a full disk, a closed pipe, a file that cannot
-    be created), naming where it was going and the OS's reason; exit code 74."""
+    be created), naming where it was going and the OS's reason; exit code 74.
+
+    Still an OSError, so that code which knows output can fail keeps its own policy:
+    logging (uvicorn's warnings under ``serve``) drops a record it cannot write and
+    goes on, as it does for any OSError.
+    """
 
     def __init__(self, target: str, exc: OSError) -> None:
+        super().__init__(exc.errno, exc.strerror)
         self.target = target
-        super().__init__(f"cannot write {target}: {exc.strerror or exc}")
+        self.reason = exc.strerror or str(exc)
+
+    def __str__(self) -> str:
+        return f"cannot write {self.target}: {self.reason}"
 
 
 class _Guarded:
@@ -1085,10 +1094,6 @@ def _parallel_lines(
 # serve
 
 SERVER_HINT = "pip install 'promo-sandbox[server]'"
-_DASK_TIMEOUT_HELP = (
-    "with --dask: give up (exit 69) when the scheduler cannot be reached, or no worker "
-    "is alive, for this long (default 30); a lost scheduler ends the run at once"
-)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -1115,12 +1120,19 @@ def _serve(args: argparse.Namespace) -> int:
             api_key=args.api_key,
             announce=lambda text: print(text, flush=True),
         )
+    except OutputError:
+        raise  # the announcement could not be written: exit 74, not a listening problem
     except OSError as exc:
         raise UsageError(
             f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
         ) from None
     return 0
 
+
+_DASK_TIMEOUT_HELP = (
+    "with --dask: give up (exit 69) when the scheduler cannot be reached, or no worker "
+    "is alive, for this long (default 30); a lost scheduler ends the run at once"
+)
 
 _EXIT_CODES = {
     0: "ok",

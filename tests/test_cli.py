@@ -7,6 +7,8 @@ import io
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tomllib
@@ -964,6 +966,35 @@ def test_serve_with_a_full_stdout_stops_with_one_line_and_exit_74(tmp_path: Path
         result = _cli_into(full, "serve", XMAS, "--port", "0")
     assert result.returncode == 74  # at its first line, the address and key: not serving blind
     assert result.stderr.decode() == f"error: cannot write to stdout: {ENOSPC}\n"
+
+
+@needs_dev_full
+def test_serve_with_a_full_stderr_drops_its_warnings_and_goes_on_serving() -> None:
+    # uvicorn's warnings go through logging, which drops a record it cannot write (an
+    # OSError) rather than stopping the program: a server is not stopped by its log.
+    pytest.importorskip("uvicorn")
+    with (
+        DEV_FULL.open("wb") as full,
+        subprocess.Popen(
+            [sys.executable, "-m", "sandbox", "serve", XMAS, "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=full,
+            text=True,
+        ) as server,
+    ):
+        try:
+            assert server.stdout is not None
+            url = server.stdout.readline().split(" at ")[1].split()[0]
+            host, port = url.removeprefix("http://").split(":")
+            for _ in range(2):  # "Invalid HTTP request received.", a warning, each time
+                with socket.create_connection((host, int(port)), timeout=30) as conn:
+                    conn.sendall(b"NOT HTTP\r\n\r\n")
+                    assert conn.recv(100).startswith(b"HTTP/1.1 400")
+        finally:
+            server.send_signal(signal.SIGINT)
+            out, _ = server.communicate(timeout=30)
+    assert server.returncode == 0
+    assert "promo-sandbox: stopped" in out
 
 
 def test_the_help_of_each_command_lists_the_exit_codes_it_can_end_with(
