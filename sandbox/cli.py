@@ -9,7 +9,7 @@
   With another rules file, a dry run per code of the file instead of the
   story. Exits 1 when the fuzz finds a violation, as ``fuzz`` does.
 - ``eval RULES.py SESSIONS.jsonl [--dry] [--out FILE] [--strict] [--explain]
-  [--jobs N | --dask ADDRESS] [--coverage]``:
+  [--jobs N | --dask ADDRESS [--dask-timeout S]] [--coverage]``:
   one call per line, in order, against one sandbox. A line is a session dict
   (session id ``line-N``), ``{"customerSessionId", "customerSession", "dry"}``,
   or one of the lifecycle steps ``fuzz`` prints (``{"reopen": ID}``,
@@ -37,7 +37,10 @@
   messages, the exit code) is the sequential run's, in input order. Clock moves
   are applied in order in this process; the lines after one are evaluated at
   the new time. Without ``--dry`` both are refused (exit 2): a run that stores
-  sessions carries state from line to line, so it stays sequential.
+  sessions carries state from line to line, so it stays sequential. A worker
+  process that dies, a Dask scheduler lost, or no live Dask worker for
+  ``--dask-timeout`` seconds (default 30) ends the run with exit 69; the answers
+  written before it are the first lines of the full run's.
   ``--coverage`` prints the rule coverage of the run (:mod:`sandbox.coverage`)
   on stderr at the end, the same with ``--jobs``/``--dask`` (each worker counts
   its shards and sends the counts back); a ``--strict`` stop prints none.
@@ -49,10 +52,15 @@
   local Talon.One Integration API (:mod:`sandbox.server`, the ``server``
   extra), until Ctrl-C; the API key is printed at start.
 
-Exit codes: 0 ok, 1 an invariant or property was violated, 2 bad usage or
-input (a message on stderr, never a traceback; an unexpected error on one
-``eval`` line is reported as that line's error, as a bug to report), 130
-interrupted (Ctrl-C).
+Exit codes: 0 ok; 1 an invariant or property was violated (``fuzz``, ``demo``),
+or the two rule versions answer differently (``diff``); 2 bad usage or input (a
+message on stderr, never a traceback; an unexpected error on one ``eval`` line
+is reported as that line's error, as a bug to report); 69 (sysexits'
+EX_UNAVAILABLE) the ``--jobs`` or ``--dask`` workers went away; 74 (EX_IOERR)
+output could not be written: a full disk, a closed pipe (``eval ... | head``),
+an ``--out``, ``--json`` or ``--junit`` file that cannot be created, said in one
+line naming the file (or stdout) and the system's reason, the lines written
+before it left as they are; 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -64,11 +72,12 @@ import json
 import os
 import stat
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TextIO, cast
 
 import attrs
 
@@ -82,8 +91,61 @@ from sandbox.talon import EffectType
 DEFAULT_RULES = "examples/xmas.py"
 
 
+EXIT_UNAVAILABLE = 69  # sysexits.h EX_UNAVAILABLE
+EXIT_OUTPUT = 74  # sysexits.h EX_IOERR
+EXIT_INTERRUPTED = 130  # the shell's 128 + SIGINT
+
+
 class UsageError(SandboxError):
     """Bad command-line input; exit code 2."""
+
+
+class OutputError(SandboxError, OSError):
+    """Output that could not be written (a full disk, a closed pipe, a file that cannot
+    be created), naming where it was going and the OS's reason; exit code 74.
+
+    Still an OSError, so that code which knows output can fail keeps its own policy:
+    logging (uvicorn's warnings under ``serve``) drops a record it cannot write and
+    goes on, as it does for any OSError.
+    """
+
+    def __init__(self, target: str, exc: OSError) -> None:
+        super().__init__(exc.errno, exc.strerror)
+        self.target = target
+        self.reason = exc.strerror or str(exc)
+
+    def __str__(self) -> str:
+        return f"cannot write {self.target}: {self.reason}"
+
+
+class _Guarded:
+    """A text stream whose write, flush and close raise OutputError naming ``target``
+    instead of an OSError; everything else is the stream's own."""
+
+    def __init__(self, stream: IO[str], target: str) -> None:
+        self.stream = stream
+        self.target = target
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except OSError as exc:
+            raise OutputError(self.target, exc) from None
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError as exc:
+            raise OutputError(self.target, exc) from None
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        except OSError as exc:
+            raise OutputError(self.target, exc) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
 
 
 def default_rules_path() -> Path:
@@ -497,14 +559,10 @@ def _parallel(
     Clock moves are applied here in order; each shard is handed out at the clock of
     its place in the file. With ``coverage``, each shard's rule coverage comes back
     with its records and is merged into it."""
-    from sandbox.parallel import DaskRunner, LocalRunner, RulesSource, evaluate_dry
+    from sandbox.parallel import RulesSource, evaluate_dry
 
     rules = RulesSource.read(args.rules)
-    runner: LocalRunner | DaskRunner
-    if args.dask is not None:
-        runner = files.enter_context(DaskRunner(args.dask))
-    else:
-        runner = files.enter_context(LocalRunner(args.jobs))
+    runner = _runner(args, files)
     records = evaluate_dry(
         rules,
         lines,
@@ -555,10 +613,14 @@ def _open_output(out: str | None, sessions: str, files: contextlib.ExitStack) ->
         return sys.stdout
     if sessions != "-" and os.path.exists(out) and os.path.samefile(out, sessions):
         raise UsageError(f"--out {out!r} is the sessions file itself: writing would erase it")
+    target = f"the --out file {out!r}"
     try:
-        return files.enter_context(open(out, "w", encoding="utf-8", newline="\n"))
+        handle = open(out, "w", encoding="utf-8", newline="\n")  # noqa: SIM115 - closed below
     except OSError as exc:
-        raise UsageError(f"cannot write --out file {out!r}: {exc.strerror}") from None
+        raise OutputError(target, exc) from None
+    guarded = _Guarded(handle, target)
+    files.callback(guarded.close)  # a full disk may show only when the last buffer goes out
+    return cast(IO[str], guarded)
 
 
 def _first_line(raw: bytes, path: str) -> bytes:
@@ -864,9 +926,9 @@ def _fuzz(args: argparse.Namespace) -> int:
         print()
         print(coverage.report())
     if args.json is not None:
-        _write(args.json, json.dumps(report.to_json(), indent=2) + "\n")
+        _write(args.json, json.dumps(report.to_json(), indent=2) + "\n", "--json")
     if args.junit is not None:
-        _write(args.junit, report.junit_xml() + "\n")
+        _write(args.junit, report.junit_xml() + "\n", "--junit")
     return 1 if report.violations else 0
 
 
@@ -909,11 +971,11 @@ def _open_text(path: str) -> Iterator[Iterator[str]]:
         raise UsageError(f"{path!r} is not UTF-8 text (byte {exc.start})") from None
 
 
-def _write(path: str, text: str) -> None:
+def _write(path: str, text: str, option: str) -> None:
     try:
         Path(path).write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise UsageError(f"cannot write {path!r}: {exc.strerror}") from None
+        raise OutputError(f"the {option} file {path!r}", exc) from None
 
 
 # ---------------------------------------------------------------------------
@@ -946,7 +1008,7 @@ def _diff(args: argparse.Namespace) -> int:
             print(f"{args.sessions}:{line.number}: {line.bad}", file=sys.stderr)
     print(report.render())
     if args.json is not None:
-        _write(args.json, json.dumps(report.to_json(), indent=2) + "\n")
+        _write(args.json, json.dumps(report.to_json(), indent=2) + "\n", "--json")
     if bad:
         print(f"{len(bad)} line(s) could not be compared", file=sys.stderr)
         return 2
@@ -967,13 +1029,43 @@ def _lines(path: str, files: contextlib.ExitStack) -> Iterator[tuple[int, bytes]
 
 
 def _runner(args: argparse.Namespace, files: contextlib.ExitStack) -> Any:
-    from sandbox.parallel import DaskRunner, LocalRunner
+    """The ``--jobs`` pool or the ``--dask`` client, closed when ``files`` is."""
+    from sandbox.parallel import DASK_HINT, DASK_TIMEOUT, DaskRunner, LocalRunner
 
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
-    if args.dask is not None:
-        return files.enter_context(DaskRunner(args.dask))
-    return files.enter_context(LocalRunner(args.jobs))
+    timeout = args.dask_timeout
+    if timeout is not None and args.dask is None:
+        raise UsageError("--dask-timeout goes with --dask ADDRESS")
+    if timeout is not None and not 0 < timeout < float("inf"):
+        raise UsageError(f"--dask-timeout must be seconds > 0, got {timeout:g}")
+    if args.dask is None:
+        return files.enter_context(LocalRunner(args.jobs))
+    try:
+        import distributed  # noqa: F401 - a missing extra is bad usage (2), as for serve
+    except ImportError:
+        raise UsageError(
+            f"--dask needs Dask's distributed scheduler, which is not installed: {DASK_HINT}"
+        ) from None
+    _quiet_dask_logs(files)
+    return files.enter_context(
+        DaskRunner(args.dask, timeout=DASK_TIMEOUT if timeout is None else timeout)
+    )
+
+
+def _quiet_dask_logs(files: contextlib.ExitStack) -> None:
+    """Silence distributed's loggers until ``files`` closes: a lost scheduler or worker
+    is logged there with tracebacks, and the run says it in one line of its own."""
+    import logging
+
+    names = ["distributed"] + [
+        name for name in logging.root.manager.loggerDict if name.startswith("distributed.")
+    ]
+    for name in names:
+        log = logging.getLogger(name)
+        if name == "distributed" or log.level != logging.NOTSET:
+            files.callback(log.setLevel, log.level)
+            log.setLevel(logging.CRITICAL)
 
 
 def _parallel_lines(
@@ -1028,6 +1120,8 @@ def _serve(args: argparse.Namespace) -> int:
             api_key=args.api_key,
             announce=lambda text: print(text, flush=True),
         )
+    except OutputError:
+        raise  # the announcement could not be written: exit 74, not a listening problem
     except OSError as exc:
         raise UsageError(
             f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
@@ -1035,20 +1129,70 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+_DASK_TIMEOUT_HELP = (
+    "with --dask: give up (exit 69) when the scheduler cannot be reached, or no worker "
+    "is alive, for this long (default 30); a lost scheduler ends the run at once"
+)
+
+_EXIT_CODES = {
+    0: "ok",
+    2: "bad usage or input (a message on stderr, never a traceback)",
+    EXIT_UNAVAILABLE: "the workers went away: a --jobs process died, or the Dask cluster "
+    "was unreachable, lost its scheduler, or had no live worker for --dask-timeout seconds",
+    EXIT_OUTPUT: "the output could not be written (a full disk, a closed pipe, a file "
+    "that cannot be created), said in one line on stderr",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+}
+
+
+def _exit_codes(violated: str | None, *, parallel: bool) -> str:
+    """The help's list of exit codes of one command (``violated``: what its 1 means)."""
+    codes = dict(_EXIT_CODES)
+    if violated is not None:
+        codes[1] = violated
+    if not parallel:
+        del codes[EXIT_UNAVAILABLE]
+    lines = ["exit codes:"]
+    for code in sorted(codes):
+        lines += textwrap.wrap(
+            codes[code],
+            width=79,
+            initial_indent=f"  {code:<4} ",
+            subsequent_indent=" " * 7,
+            break_on_hyphens=False,
+        )
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox",
         description="Test Talon.One-style promotion rules locally.",
-        epilog="Exit codes: 0 ok, 1 a property was violated, 2 bad usage or input.",
+        epilog=_exit_codes(
+            "fuzz and demo: an invariant or a property_* was violated; "
+            "diff: the two rule versions answer differently",
+            parallel=True,
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="{demo,eval,fuzz,diff,serve}"
     )
-    demo = commands.add_parser("demo", help="run the embedded example rules end to end")
+    demo = commands.add_parser(
+        "demo",
+        help="run the embedded example rules end to end",
+        epilog=_exit_codes("the short fuzz found a violation", parallel=False),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     demo.add_argument("--rules", help="a rules file instead of the embedded default")
     demo.set_defaults(run=_demo)
     ev = commands.add_parser(
-        "eval", help="evaluate sessions from a JSONL file, one answer per line"
+        "eval",
+        help="evaluate sessions from a JSONL file, one answer per line",
+        epilog=_exit_codes(None, parallel=True).replace(
+            "bad usage or input", "a refused line, or bad usage or input", 1
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ev.add_argument("rules", help="a rules file defining `sandbox` or `build()`")
     ev.add_argument("sessions", help="a UTF-8 JSONL file of sessions ('-' for stdin)")
@@ -1075,6 +1219,7 @@ def _parser() -> argparse.ArgumentParser:
         help="with --dry: evaluate on the Dask cluster whose scheduler is at ADDRESS "
         "(needs promo-sandbox[dask])",
     )
+    ev.add_argument("--dask-timeout", type=float, metavar="SECONDS", help=_DASK_TIMEOUT_HELP)
     ev.add_argument(
         "--coverage",
         action="store_true",
@@ -1083,7 +1228,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     ev.set_defaults(run=_eval)
     fz = commands.add_parser(
-        "fuzz", help="check invariants and property_* functions on generated sessions"
+        "fuzz",
+        help="check invariants and property_* functions on generated sessions",
+        epilog=_exit_codes(
+            "an invariant or a property_* was violated (with --replay: the counterexample "
+            "still fails)",
+            parallel=False,
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     fz.add_argument(
         "rules", help="a rules file defining `sandbox` or `build()` and property_* functions"
@@ -1126,6 +1278,8 @@ def _parser() -> argparse.ArgumentParser:
     df = commands.add_parser(
         "diff",
         help="compare two rule versions on the same sessions: what the change does to carts",
+        epilog=_exit_codes("the two rule versions answer differently", parallel=True),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     df.add_argument("old", help="the rules file as it is")
     df.add_argument("new", help="the changed rules file")
@@ -1142,6 +1296,7 @@ def _parser() -> argparse.ArgumentParser:
     where = df.add_mutually_exclusive_group()
     where.add_argument("--jobs", type=int, metavar="N", help="compare --sessions in N processes")
     where.add_argument("--dask", metavar="ADDRESS", help="compare --sessions on a Dask cluster")
+    df.add_argument("--dask-timeout", type=float, metavar="SECONDS", help=_DASK_TIMEOUT_HELP)
     df.add_argument("--json", metavar="FILE", help="write the report as JSON, for CI")
     df.set_defaults(run=_diff)
     sv = commands.add_parser(
@@ -1166,25 +1321,60 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line on ``argv`` (``sys.argv[1:]`` by default); the exit code."""
+    stdout, stderr = sys.stdout, sys.stderr
+    for stream in (stdout, stderr):
+        # A user's string that the terminal cannot show is escaped, not a traceback.
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+    # Every print goes through these, so an output error anywhere is one message.
+    sys.stdout = cast(TextIO, _Guarded(stdout, "to stdout"))
+    sys.stderr = cast(TextIO, _Guarded(stderr, "to stderr"))
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a full disk may show only when the last buffer goes out
+        sys.stderr.flush()
+    except OutputError as exc:
+        return _cannot_write(exc, stdout, stderr)
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse printed the usage message
         return 0 if exc.code == 0 else 2
-    for stream in (sys.stdout, sys.stderr):
-        # A user's string that the terminal cannot show is escaped, not a traceback.
-        with contextlib.suppress(AttributeError, ValueError):
-            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     try:
         code: int = args.run(args)
+    except OutputError:
+        raise
     except SandboxError as exc:
+        from sandbox.parallel import ParallelError
+
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # `... | head` closed stdout
-        return 0
+        return EXIT_UNAVAILABLE if isinstance(exc, ParallelError) else 2
     except KeyboardInterrupt:  # Ctrl-C: the shell's convention, 128 + SIGINT
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     return code
+
+
+def _cannot_write(exc: OutputError, stdout: TextIO, stderr: TextIO) -> int:
+    """Say once that output failed, and keep the interpreter from saying it again."""
+    failed = {"to stdout": stdout, "to stderr": stderr}.get(exc.target)
+    if failed is not None:
+        # The recipe of Python's signal docs for a closed pipe (a full disk is alike):
+        # what is left in the stream's buffer would fail again at the flush on exit,
+        # with a second message and exit code 120. The lines written stay as they are.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, failed.fileno())
+            os.close(devnull)
+    with contextlib.suppress(OSError, ValueError):
+        print(f"error: {exc}", file=stderr, flush=True)
+    return EXIT_OUTPUT
 
 
 __all__ = ["main"]

@@ -42,9 +42,10 @@ import multiprocessing
 import signal
 import tempfile
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import CancelledError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
 from pathlib import Path
@@ -80,7 +81,8 @@ MAX_SHARD = 1024
 
 
 class ParallelError(SandboxError):
-    """A parallel run cannot go on: a worker died, the cluster is gone or missing."""
+    """A parallel run cannot go on: a worker died, the cluster is gone or missing,
+    or no Dask worker was alive for the runner's timeout."""
 
 
 @attrs.frozen
@@ -286,7 +288,7 @@ def _result(
     try:
         return future.result()
     except Exception as exc:
-        failure = runner.broken(exc)
+        failure = exc if isinstance(exc, ParallelError) else runner.broken(exc)
         if failure is None:
             raise
         span = f"line {first}" if first == last else f"lines {first}-{last}"
@@ -390,14 +392,22 @@ class LocalRunner:
 
 
 DASK_HINT = "pip install 'promo-sandbox[dask]'"
+DASK_TIMEOUT = 30.0
 
 
 class DaskRunner:
     """The workers of a Dask cluster, through ``distributed.Client(address)``; or of a
-    ``client`` you already have (it is left open). Needs the ``dask`` extra."""
+    ``client`` you already have (it is left open). Needs the ``dask`` extra.
+
+    ``timeout`` (seconds) bounds every wait on the cluster: reaching the scheduler,
+    a first worker to join, and, while shards are out, a stretch with no live worker
+    (or no answer from the scheduler). Past it, and as soon as the connection to the
+    scheduler is lost, reading a shard's records raises :class:`ParallelError`; the
+    records read before it are the ones a full run starts with.
+    """
 
     def __init__(
-        self, address: str | None = None, *, client: Any = None, timeout: float = 10
+        self, address: str | None = None, *, client: Any = None, timeout: float = DASK_TIMEOUT
     ) -> None:
         try:
             import distributed
@@ -405,8 +415,15 @@ class DaskRunner:
             raise ParallelError(
                 f"--dask needs Dask's distributed scheduler, which is not installed: {DASK_HINT}"
             ) from None
+        if not timeout > 0:
+            raise ValueError(f"timeout must be seconds > 0, got {timeout!r}")
         self._distributed = distributed
         self._own = client is None
+        self.timeout = timeout
+        # How often a wait for a shard stops to ask the scheduler whether any worker is
+        # alive: a worker lost is seen within a tick, and the run ends a timeout later.
+        self._tick = min(1.0, timeout / 4)
+        self._idle_since: float | None = None
         if client is None:
             if not address:
                 raise ValueError("DaskRunner needs an address or a client")
@@ -417,11 +434,19 @@ class DaskRunner:
                     f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s: {exc}"
                 ) from None
         self.client = client
-        threads = int(sum(client.nthreads().values()))
+        self.address = str(client.scheduler.address)
+        try:
+            # An adaptive cluster may start with none: its first worker is worth a wait.
+            client.wait_for_workers(1, timeout=timeout)
+            threads = int(sum(client.nthreads().values()))
+        except (OSError, TimeoutError, distributed.comm.core.CommClosedError):
+            threads = 0
         if threads < 1:
             if self._own:
                 client.close()
-            raise ParallelError(f"the Dask cluster at {address!r} has no workers")
+            raise ParallelError(
+                f"the Dask cluster at {self.address!r} had no worker for {timeout:g} s"
+            )
         self.threads = threads
 
     @property
@@ -430,8 +455,67 @@ class DaskRunner:
 
     def submit(self, fn: Callable[[Any], R], arg: Any) -> Future[R]:
         # pure=False: two shards with equal lines are still two tasks with their own key.
-        future: Future[R] = self.client.submit(fn, arg, pure=False)
-        return future
+        return _DaskFuture(self, self.client.submit(fn, arg, pure=False))
+
+    def wait(self, future: Any) -> Any:
+        """``future.result()``, given up (:class:`ParallelError`) when the cluster can
+        no longer deliver it (:meth:`check_alive`, every tick, in a watching thread)."""
+        # The wait may be for the shard to run or, once it has, for its records to be
+        # fetched from its worker. A worker that dies holding them makes the scheduler
+        # run the shard again, so the fetch too waits for a live worker, with no timeout
+        # of its own; the watcher cancels the future to end either wait.
+        given_up: list[ParallelError] = []
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(self._tick):
+                try:
+                    self.check_alive()
+                except ParallelError as exc:
+                    given_up.append(exc)
+                    future.cancel()
+                    return
+
+        watcher = threading.Thread(target=watch, name="sandbox-dask-watch", daemon=True)
+        watcher.start()
+        try:
+            return future.result()
+        except CancelledError:
+            if given_up:
+                raise given_up[0] from None
+            raise
+        finally:
+            stop.set()
+            watcher.join()
+
+    def check_alive(self) -> None:
+        """Raise ParallelError when the scheduler is gone, or when it has had no live
+        worker (or has not answered) for ``timeout`` seconds."""
+        distributed = self._distributed
+        if self.client.status != "running":
+            # The client cancels every future when its connection to the scheduler
+            # closes, so even a reconnect would bring none of the work back.
+            raise self._lost()
+        try:
+            # callback_timeout: a scheduler that stops answering counts as no worker.
+            threads = sum(self.client.nthreads(callback_timeout=self._tick * 2).values())
+            missing = "no live worker"
+        except (OSError, TimeoutError, distributed.comm.CommClosedError):
+            threads, missing = 0, "no answer from the scheduler"
+        now = time.monotonic()
+        if threads:
+            self._idle_since = None
+            return
+        if self._idle_since is None:
+            self._idle_since = now
+        elif now - self._idle_since >= self.timeout:
+            raise ParallelError(
+                f"the Dask cluster at {self.address!r} had {missing} for "
+                f"{self.timeout:g} s (--dask-timeout)"
+            )
+
+    def _lost(self) -> ParallelError:
+        return ParallelError(f"lost the connection to the Dask scheduler at {self.address!r}")
 
     def broken(self, exc: BaseException) -> ParallelError | None:
         distributed = self._distributed
@@ -439,8 +523,16 @@ class DaskRunner:
             return ParallelError(
                 f"Dask workers kept dying on the same shard, so it was given up: {exc}"
             )
+        if isinstance(exc, CancelledError):
+            # The client cancels every future when its connection to the scheduler
+            # closes; any other cancel came from outside this run.
+            if getattr(exc, "reason", None) == "scheduler-connection-lost":
+                return self._lost()
+            return ParallelError(f"a shard was cancelled on the Dask cluster: {exc}")
         if isinstance(exc, OSError | distributed.comm.CommClosedError | TimeoutError):
-            return ParallelError(f"lost the Dask cluster: {type(exc).__name__}: {exc}")
+            # Fetching a result when the connection drops; the error's own text is a
+            # repr of the connection, no help to the reader.
+            return self._lost()
         return None
 
     def close(self) -> None:
@@ -457,3 +549,21 @@ class DaskRunner:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+@attrs.frozen
+class _DaskFuture(Generic[R]):
+    """A Dask future whose ``result`` gives up when the cluster cannot deliver it."""
+
+    runner: DaskRunner
+    future: Any
+
+    def result(self) -> R:
+        result: R = self.runner.wait(self.future)
+        return result
+
+    def cancel(self) -> bool:
+        if self.runner.client.status != "running":
+            return False  # the scheduler is gone: nothing left to cancel there
+        cancelled: bool = self.future.cancel()
+        return cancelled

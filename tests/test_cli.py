@@ -1,14 +1,19 @@
 """`python -m sandbox demo | eval | fuzz`: output, exit codes, and no tracebacks on bad input."""
 
+import errno
 import importlib.metadata
+import inspect
 import io
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import IO
 
 import pytest
 from packaging.requirements import Requirement
@@ -788,3 +793,244 @@ def test_eval_reports_each_hostile_line_as_that_lines_bad_input(
     pointers = [e["source"].get("pointer") for e in refused["error"]["errors"]]
     assert any(p is not None and p.startswith(pointer) for p in pointers), pointers
     assert answered["customerSession"]["integrationId"] == "line-2"
+
+
+# ---------------------------------------------------------------------------
+# Output that cannot be written: one line on stderr naming where it was going and the
+# system's reason, exit 74 (not 1, which says a property was violated), no traceback;
+# the lines written before it left as they are.
+
+DEV_FULL = Path("/dev/full")
+needs_dev_full = pytest.mark.skipif(not DEV_FULL.exists(), reason="no /dev/full here")
+ENOSPC = os.strerror(errno.ENOSPC)  # "No space left on device"
+
+
+class _Failing(io.StringIO):
+    """A stream whose every write fails with ``errno``: a full disk, a closed pipe."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__()
+        self.code = code
+
+    def write(self, text: str) -> int:
+        raise OSError(self.code, os.strerror(self.code))
+
+
+# One built-in check on three examples: a fuzz run to its report in a second or two.
+FUZZ_ONE_CHECK = ["fuzz", XMAS, "--examples", "3", "--seed", "1", "--no-database"]
+FUZZ_ONE_CHECK += ["--check", "rules_do_not_raise"]
+
+
+def _long_sessions(path: Path, count: int = 3000) -> Path:
+    return write_lines(
+        path, *({"profileId": f"p{i % 40}", "total": 10 + i % 90} for i in range(count))
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["demo"],
+        ["eval", XMAS, "SESSIONS"],
+        ["eval", XMAS, "SESSIONS", "--dry", "--explain"],
+        FUZZ_ONE_CHECK,
+        ["diff", XMAS, XMAS, "--sessions", "SESSIONS"],
+        ["diff", XMAS, XMAS, "--examples", "3", "--seed", "1"],
+    ],
+    ids=lambda argv: " ".join(Path(a).name for a in argv),
+)
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EPIPE], ids=["full-disk", "closed-pipe"])
+def test_every_command_says_a_stdout_it_cannot_write_in_one_line_and_exits_74(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
+    code: int,
+) -> None:
+    sessions = write_lines(tmp_path / "s.jsonl", {"profileId": "p1", "total": 5})
+    monkeypatch.setattr(sys, "stdout", _Failing(code))
+    assert main([str(sessions) if a == "SESSIONS" else a for a in command]) == 74
+    assert capsys.readouterr().err == f"error: cannot write to stdout: {os.strerror(code)}\n"
+
+
+def test_a_stderr_that_cannot_be_written_is_exit_74_all_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sessions = tmp_path / "s.jsonl"
+    sessions.write_text("not json\n")  # a refused line: a message on stderr
+    failing = _Failing(errno.ENOSPC)
+    monkeypatch.setattr(sys, "stderr", failing)
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    assert main(["eval", XMAS, str(sessions)]) == 74
+    assert sys.stderr is failing  # main puts the streams back as it found them
+
+
+@pytest.mark.parametrize(
+    ("option", "target"),
+    [
+        (["eval", XMAS, "SESSIONS", "--out"], "the --out file"),
+        ([*FUZZ_ONE_CHECK, "--junit"], "the --junit file"),
+        ([*FUZZ_ONE_CHECK, "--json"], "the --json file"),
+        (["diff", XMAS, XMAS, "--sessions", "SESSIONS", "--json"], "the --json file"),
+    ],
+    ids=["eval --out", "fuzz --junit", "fuzz --json", "diff --json"],
+)
+def test_a_file_the_cli_cannot_create_is_one_line_naming_it_and_exit_74(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str], target: str
+) -> None:
+    sessions = write_lines(tmp_path / "s.jsonl", {"profileId": "p1", "total": 5})
+    argv = [str(sessions) if a == "SESSIONS" else a for a in option] + [str(tmp_path)]
+    assert main(argv) == 74
+    reason = os.strerror(errno.EISDIR)
+    assert capsys.readouterr().err == f"error: cannot write {target} {str(tmp_path)!r}: {reason}\n"
+
+
+@pytest.mark.parametrize("where", ["a read-only folder", "/dev/full"])
+def test_eval_out_on_a_full_disk_or_a_read_only_folder_is_one_line_and_exit_74(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    sessions = _long_sessions(tmp_path / "s.jsonl", 20)
+    if where == "a read-only folder":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into a read-only folder all the same")
+        folder = tmp_path / "read-only"
+        folder.mkdir(mode=0o555)
+        path, reason = folder / "out.jsonl", os.strerror(errno.EACCES)
+    else:
+        if not DEV_FULL.exists():
+            pytest.skip("no /dev/full here")
+        path, reason = DEV_FULL, ENOSPC
+    assert main(["eval", XMAS, str(sessions), "--out", str(path)]) == 74
+    assert (
+        capsys.readouterr().err == f"error: cannot write the --out file {str(path)!r}: {reason}\n"
+    )
+
+
+def _cli_into(stdout: IO[bytes], *argv: str) -> subprocess.CompletedProcess[bytes]:
+    """``python -m sandbox ARGV`` in its own process, writing its stdout to ``stdout``."""
+    return subprocess.run(
+        [sys.executable, "-m", "sandbox", *argv],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        timeout=120,
+        check=False,
+    )
+
+
+@needs_dev_full
+@pytest.mark.parametrize(
+    ("lines", "extra"),
+    [(2, []), (3000, []), (3000, ["--dry", "--jobs", "2"])],
+    ids=["at-the-last-flush", "mid-run", "mid-run-jobs-2"],
+)
+def test_eval_to_a_full_stdout_is_one_line_and_exit_74_in_a_real_process(
+    tmp_path: Path, extra: list[str], lines: int
+) -> None:
+    # Two answers fit the buffer and fail only when it goes out at the end; 3,000 fill
+    # it many times over.
+    sessions = _long_sessions(tmp_path / "s.jsonl", lines)
+    with DEV_FULL.open("wb") as full:
+        result = _cli_into(full, "eval", XMAS, str(sessions), *extra)
+    assert result.returncode == 74
+    assert result.stderr.decode() == f"error: cannot write to stdout: {ENOSPC}\n"
+
+
+@pytest.mark.parametrize("extra", [[], ["--dry", "--jobs", "2"]], ids=["sequential", "jobs-2"])
+def test_eval_into_a_pipe_closed_early_is_one_line_exit_74_and_a_prefix(
+    tmp_path: Path, extra: list[str]
+) -> None:
+    # `eval ... | head -1`: the reader takes one line and goes away.
+    sessions = _long_sessions(tmp_path / "s.jsonl")
+    with subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "eval", XMAS, str(sessions), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as run:
+        assert run.stdout is not None
+        assert run.stderr is not None
+        first = run.stdout.readline()
+        run.stdout.close()
+        err = run.stderr.read()
+        code = run.wait(timeout=120)
+    assert code == 74
+    assert err.decode() == f"error: cannot write to stdout: {os.strerror(errno.EPIPE)}\n"
+    sb = load_rules(EXAMPLES / "xmas.py")[0]()
+    expected = sb.update("line-1", {"profileId": "p0", "total": 10}, dry=True)
+    assert json.loads(first) == json.loads(json.dumps(expected.to_wire()))
+
+
+@needs_dev_full
+def test_serve_with_a_full_stdout_stops_with_one_line_and_exit_74(tmp_path: Path) -> None:
+    pytest.importorskip("uvicorn")
+    with DEV_FULL.open("wb") as full:
+        result = _cli_into(full, "serve", XMAS, "--port", "0")
+    assert result.returncode == 74  # at its first line, the address and key: not serving blind
+    assert result.stderr.decode() == f"error: cannot write to stdout: {ENOSPC}\n"
+
+
+@needs_dev_full
+def test_serve_with_a_full_stderr_drops_its_warnings_and_goes_on_serving() -> None:
+    # uvicorn's warnings go through logging, which drops a record it cannot write (an
+    # OSError) rather than stopping the program: a server is not stopped by its log.
+    pytest.importorskip("uvicorn")
+    with (
+        DEV_FULL.open("wb") as full,
+        subprocess.Popen(
+            [sys.executable, "-m", "sandbox", "serve", XMAS, "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=full,
+            text=True,
+        ) as server,
+    ):
+        try:
+            assert server.stdout is not None
+            url = server.stdout.readline().split(" at ")[1].split()[0]
+            host, port = url.removeprefix("http://").split(":")
+            for _ in range(2):  # "Invalid HTTP request received.", a warning, each time
+                with socket.create_connection((host, int(port)), timeout=30) as conn:
+                    conn.sendall(b"NOT HTTP\r\n\r\n")
+                    assert conn.recv(100).startswith(b"HTTP/1.1 400")
+        finally:
+            server.send_signal(signal.SIGINT)
+            out, _ = server.communicate(timeout=30)
+    assert server.returncode == 0
+    assert "promo-sandbox: stopped" in out
+
+
+def test_the_help_of_each_command_lists_the_exit_codes_it_can_end_with(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def codes(*argv: str) -> dict[int, str]:
+        assert main([*argv, "--help"]) == 0
+        epilog = capsys.readouterr().out.split("exit codes:\n")[1]
+        listed: dict[int, str] = {}
+        for line in epilog.splitlines():
+            if line[:6].strip().isdigit():
+                code, _, text = line.strip().partition(" ")
+                listed[int(code)] = text.strip()
+            else:
+                listed[max(listed)] += " " + line.strip()
+        return listed
+
+    assert sorted(codes()) == [0, 1, 2, 69, 74, 130]
+    assert "diff: the two rule versions answer differently" in codes()[1]
+    assert sorted(codes("eval")) == [0, 2, 69, 74, 130]  # eval never says "violated"
+    assert codes("eval")[2].startswith("a refused line")
+    assert sorted(codes("diff")) == [0, 1, 2, 69, 74, 130]
+    assert codes("diff")[1] == "the two rule versions answer differently"
+    assert sorted(codes("fuzz")) == [0, 1, 2, 74, 130]
+    assert sorted(codes("demo")) == [0, 1, 2, 74, 130]
+    for command in ((), ("eval",), ("diff",)):
+        assert "--dask-timeout seconds" in codes(*command)[69]
+    for command in ((), ("eval",), ("fuzz",), ("diff",), ("demo",)):
+        assert codes(*command)[74].startswith("the output could not be written")
+
+
+def test_the_dask_timeout_help_states_the_runners_default(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from sandbox.parallel import DASK_TIMEOUT, DaskRunner
+
+    assert inspect.signature(DaskRunner).parameters["timeout"].default == DASK_TIMEOUT
+    assert main(["eval", "--help"]) == 0
+    assert f"(default {DASK_TIMEOUT:g})" in " ".join(capsys.readouterr().out.split())

@@ -35,6 +35,9 @@ from sandbox.parallel import (
 ROOT = Path(__file__).parent.parent
 XMAS = ROOT / "examples" / "xmas.py"
 TIMEOUT = 120  # a hung run fails the test instead of hanging the suite
+# A scheduler serves HTTP (health, metrics) even without a dashboard, on port 8787
+# unless told otherwise.
+FREE_HTTP_PORT = {"dashboard_address": "127.0.0.1:0"}
 
 
 def _session_lines() -> list[bytes]:
@@ -224,6 +227,15 @@ def test_jobs_without_dry_is_bad_usage_saying_why(
     ("argv", "said"),
     [
         (["--dry", "--jobs", "0"], "--jobs must be at least 1, got 0"),
+        (["--dry", "--jobs", "2", "--dask-timeout", "5"], "--dask-timeout goes with --dask"),
+        (
+            ["--dry", "--dask", "tcp://127.0.0.1:1", "--dask-timeout", "0"],
+            "--dask-timeout must be seconds > 0, got 0",
+        ),
+        (
+            ["--dry", "--dask", "tcp://127.0.0.1:1", "--dask-timeout", "nan"],
+            "--dask-timeout must be seconds > 0, got nan",
+        ),
         (["--dask", "tcp://127.0.0.1:1"], "--dask runs dry evaluations only"),
         (["--dry", "--jobs", "2", "--dask", "tcp://127.0.0.1:1"], "not allowed with"),
     ],
@@ -237,25 +249,33 @@ def test_bad_parallel_options_are_exit_2_with_a_message(
     assert "Traceback" not in err
 
 
-def test_a_worker_that_dies_is_reported_as_exit_2_not_hung_on(
-    tmp_path: Path, sessions: Path
+@pytest.mark.parametrize(
+    "dies",
+    ["os._exit(3)", "os.kill(os.getpid(), signal.SIGKILL)"],
+    ids=["a-rule-exits-the-process", "killed"],
+)
+def test_a_worker_that_dies_ends_the_run_with_exit_69_and_a_prefix_not_a_hang(
+    tmp_path: Path, sessions: Path, dies: str
 ) -> None:
     rules = tmp_path / "crash.py"
     rules.write_text(
-        "import os\n"
+        "import os, signal\n"
         "from sandbox import Sandbox, effects as e\n"
         "def build():\n"
         "    sb = Sandbox(now='2026-12-01T10:00:00Z')\n"
         "    sb.campaign('Crash').rule('dies on p13', when=[lambda ctx: ctx.profile_id == 'p13'"
-        " and os._exit(3)], then=[e.set_discount('x', percent=1)])\n"
+        f" and {dies}], then=[e.set_discount('x', percent=1)])\n"
         "    return sb\n"
     )
     result = _cli(str(rules), str(sessions), "--dry", "--jobs", "2")
-    assert result.returncode == 2
+    assert result.returncode == 69
     assert b"error: a worker process ended abruptly" in result.stderr
     # p13 is line 21, in the second shard (lines 9-24): the answers stop at or before it.
     assert re.search(rb"no answers from line (1|9) on", result.stderr), result.stderr
-    assert len(result.stdout.splitlines()) in (0, 8)
+    # The first shard's answers, or none: as the sequential run of the lines before it.
+    first_shard = tmp_path / "first.jsonl"
+    first_shard.write_bytes(b"".join(sessions.read_bytes().splitlines(keepends=True)[:8]))
+    assert result.stdout in (b"", _cli(str(rules), str(first_shard), "--dry").stdout)
     assert b"Traceback" not in result.stderr
 
 
@@ -295,6 +315,7 @@ def cluster() -> Iterator[Any]:
         host="127.0.0.1",
         scheduler_port=0,
         dashboard_address=None,
+        scheduler_kwargs=FREE_HTTP_PORT,
     ) as started:
         yield started
 
@@ -385,3 +406,140 @@ def test_the_workers_load_the_rules_text_they_were_sent_when_the_file_changed(
     [(answer, refusal)] = records
     assert refusal is None
     assert json.loads(answer)["effects"][0]["effectType"] == "acceptCoupon"
+
+
+# ---------------------------------------------------------------------------
+# A cluster that goes away mid-run: a one-line message, exit 69, and the answers
+# written before it the first lines of the full run's. Each test starts its own
+# cluster, so the one above stays whole.
+
+_LONG_RUN = 6000  # lines: seconds of work for one worker thread, cut short within one
+
+
+@pytest.fixture(scope="module")
+def long_sessions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("long") / "long.jsonl"
+    path.write_text(
+        "".join(
+            f'{{"profileId": "p{i % 50}", "coupon": "XMAS-2021", "total": {10 + i % 90}}}\n'
+            for i in range(_LONG_RUN)
+        )
+    )
+    return path
+
+
+def _cut_short(args: list[str], stop: Callable[[], None]) -> tuple[int, bytes, bytes]:
+    """Run eval; once its first answer is out, ``stop()`` the cluster. The exit code,
+    stdout and stderr."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "eval", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,  # unbuffered: communicate() reads on from the end of the first line
+    ) as run:
+        try:
+            assert run.stdout is not None
+            first = run.stdout.readline()
+            stop()
+            out, err = run.communicate(timeout=TIMEOUT)
+        finally:
+            run.kill()
+    return run.returncode, first + out, err
+
+
+def _is_a_prefix_of_the_sequential_answers(out: bytes, sessions: Path) -> bool:
+    # The sequential dry run of as many lines as were answered: dry lines are independent.
+    answered = out.decode().splitlines(keepends=True)
+    lines = sessions.read_bytes().splitlines(keepends=True)[: len(answered)]
+    expected = [answer for answer, _ in _evaluate_in_order(lines)]
+    return bool(answered) and len(answered) < _LONG_RUN and answered == expected
+
+
+_CLUSTER_SCRIPT = """
+import sys, distributed
+with distributed.LocalCluster(
+    n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",
+    scheduler_port=0, dashboard_address=None,
+    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+) as cluster:
+    print(cluster.scheduler_address, flush=True)
+    sys.stdin.read()  # until the test closes stdin, or kills this process
+"""
+
+
+def test_a_dask_scheduler_killed_mid_run_is_exit_69_with_one_line_and_a_prefix(
+    long_sessions: Path,
+) -> None:
+    pytest.importorskip("distributed")
+    with subprocess.Popen(
+        [sys.executable, "-c", _CLUSTER_SCRIPT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as cluster:
+        try:
+            assert cluster.stdout is not None
+            address = cluster.stdout.readline().strip()
+            assert address.startswith("tcp://"), address
+            code, out, err = _cut_short(
+                [str(XMAS), str(long_sessions), "--dry", "--dask", address], cluster.kill
+            )
+        finally:
+            cluster.kill()
+    assert code == 69, err
+    said = err.decode()
+    assert said.count("\n") == 1, said  # one line: distributed's own logs are quiet
+    assert said.startswith(f"error: lost the connection to the Dask scheduler at '{address}'")
+    assert re.search(r"no answers from line \d+ on$", said.strip())
+    assert _is_a_prefix_of_the_sequential_answers(out, long_sessions)
+
+
+def test_no_live_dask_worker_for_the_timeout_is_exit_69_with_one_line_and_a_prefix(
+    long_sessions: Path,
+) -> None:
+    # A worker without a nanny is not restarted: once it is killed, the scheduler
+    # holds the shards with nowhere to run them.
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=0,
+        processes=False,
+        protocol="tcp",
+        host="127.0.0.1",
+        scheduler_port=0,
+        dashboard_address=None,
+        scheduler_kwargs=FREE_HTTP_PORT,
+    ) as cluster:
+        address = cluster.scheduler_address
+        worker = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "distributed.cli.dask_worker", address),
+                *("--no-nanny", "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            cluster.wait_for_workers(1, timeout=TIMEOUT)
+            code, out, err = _cut_short(
+                [
+                    str(XMAS),
+                    str(long_sessions),
+                    "--dry",
+                    "--dask",
+                    address,
+                    "--dask-timeout",
+                    "1.5",
+                ],
+                worker.kill,
+            )
+        finally:
+            worker.kill()
+            worker.wait()
+    assert code == 69, err
+    said = err.decode()
+    assert said.count("\n") == 1, said  # one line: distributed's own logs are quiet
+    assert said.startswith(
+        f"error: the Dask cluster at '{address}' had no live worker for 1.5 s (--dask-timeout)"
+    )
+    assert _is_a_prefix_of_the_sequential_answers(out, long_sessions)
