@@ -12,6 +12,7 @@ cannot write).
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import subprocess
@@ -342,6 +343,40 @@ def test_path_parameters_in_percent_encoded_utf8_are_ids_like_any_other(
         assert status == 200, raw[:300]
         assert json.loads(raw)["customerSession"]["integrationId"] == session_id
     assert sorted(snapshot(server)["sessions"]) == ["café", "\ufffd"]
+
+
+def test_a_surrogate_in_a_path_parameter_from_any_asgi_server_is_400_naming_it() -> None:
+    # uvicorn never hands the app a surrogate (it decodes with replacement), but the
+    # ASGI spec leaves decoding to the server: a path holding one, with no raw_path,
+    # is refused by the app itself, before the sandbox sees it.
+    app = sandbox.server.create_app(build, api_key="k")
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "PUT",
+        "scheme": "http",
+        "path": "/v2/customer_sessions/s\ud800",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"authorization", b"ApiKey-v1 k")],
+        "server": ("127.0.0.1", 80),
+        "client": ("127.0.0.1", 1234),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b'{"customerSession": {}}', "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 400
+    error = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+    assert error["errors"][0]["source"] == {"parameter": "customerSessionId"}
+    assert "unpaired UTF-16 surrogate" in error["errors"][0]["title"]
+    assert app.state.live.sandbox.sessions == {}
 
 
 # ---------------------------------------------------------------------------
