@@ -318,7 +318,11 @@ def _path_problems(request: Request) -> list[Problem]:
             )
         elif any("\ud800" <= char <= "\udfff" for char in value):
             problems.append(
-                Problem(name, f"'{name}' must not hold an unpaired UTF-16 surrogate: {value!r}")
+                Problem(
+                    name,
+                    f"'{name}' must be valid Unicode text, not hold an unpaired "
+                    f"surrogate: {value!r}",
+                )
             )
     return problems
 

@@ -375,8 +375,86 @@ def test_a_surrogate_in_a_path_parameter_from_any_asgi_server_is_400_naming_it()
     assert sent[0]["status"] == 400
     error = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
     assert error["errors"][0]["source"] == {"parameter": "customerSessionId"}
-    assert "unpaired UTF-16 surrogate" in error["errors"][0]["title"]
+    assert "unpaired surrogate" in error["errors"][0]["title"]
     assert app.state.live.sandbox.sessions == {}
+
+
+# ---------------------------------------------------------------------------
+# 3: unpaired surrogates in bodies
+
+# Each body holds the JSON escape of an unpaired surrogate where a string goes; the
+# pointer is where it is. The first is the reproduction: the session was stored,
+# then the answer (asking for the session back) failed, a plain-text 500.
+SURROGATE_BODIES = [
+    (
+        "PUT",
+        "/v2/customer_sessions/s1",
+        r'{"customerSession": {"profileId": "p\ud800"}, "responseContent": ["customerSession"]}',
+        "/customerSession/profileId",
+    ),
+    (
+        "PUT",
+        "/v2/customer_sessions/s1",
+        r'{"customerSession": {"couponCodes": ["XMAS-2021", "X\udc00"]}}',
+        "/customerSession/couponCodes/1",
+    ),
+    (
+        "PUT",
+        "/v2/customer_sessions/s1",
+        r'{"customerSession": {"cartItems": [{"sku": "\udbff", "quantity": 1, "price": 5}]}}',
+        "/customerSession/cartItems/0/sku",
+    ),
+    (
+        "PUT",
+        "/v2/customer_sessions/s1",
+        r'{"customerSession": {"attributes": {"note": ["ok", "\ud800x"]}}}',
+        "/customerSession/attributes/note/1",
+    ),
+    (
+        "PUT",
+        "/v2/customer_profiles/p1",
+        r'{"attributes": {"name": "\udfff"}, "responseContent": ["customerProfile"]}',
+        "/attributes/name",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "pointer"), SURROGATE_BODIES, ids=[b[3] for b in SURROGATE_BODIES]
+)
+def test_a_body_string_with_an_unpaired_surrogate_is_400_at_its_pointer_and_stores_nothing(
+    talon_server: Callable[..., TalonServer], method: str, path: str, body: str, pointer: str
+) -> None:
+    server = talon_server(build)
+    before = snapshot(server)
+    status, kind, raw = call(server, method, path, body.encode())
+    error = talon_error(400, kind, raw)
+    assert status == 400
+    assert [e["source"] for e in error["errors"]] == [{"pointer": pointer}]
+    assert "unpaired surrogate" in error["errors"][0]["title"]
+    assert snapshot(server) == before  # and the snapshot still answers
+
+
+def test_a_surrogate_in_an_attribute_key_is_400_and_stores_nothing(
+    talon_server: Callable[..., TalonServer],
+) -> None:
+    server = talon_server(build)
+    before = snapshot(server)
+    status, kind, raw = call(
+        server,
+        "PUT",
+        "/v2/customer_sessions/s1",
+        rb'{"customerSession": {"attributes": {"k\ud800": 1}}}',
+    )
+    error = talon_error(400, kind, raw)
+    assert status == 400
+    (problem,) = error["errors"]
+    # The pointer names the key as it is, so the error body holds the surrogate too: it
+    # goes out as its JSON escape (it used to make the 400 itself a plain-text 500).
+    assert problem["source"] == {"pointer": "/customerSession/attributes/k\ud800"}
+    assert b'"/customerSession/attributes/k\\ud800"' in raw
+    assert "unpaired surrogate" in problem["title"]
+    assert snapshot(server) == before
 
 
 # ---------------------------------------------------------------------------
@@ -555,6 +633,7 @@ def test_a_code_created_days_after_the_last_day_expires_at_the_calendars_end(
         ({"when": {1, 2}}, "'value.when' must be a JSON value (got set"),
         ({1: "one"}, "keys must be strings"),
         (object(), "must be a JSON value (got object"),
+        ("a\ud800", "unpaired surrogate"),
     ],
 )
 def test_an_attribute_effect_json_cannot_write_is_refused_when_the_rule_is_written(
