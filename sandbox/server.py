@@ -546,22 +546,25 @@ def create_app(rules: Rules, *, api_key: str, max_body: int = MAX_BODY) -> Starl
         if busy is not None and not live.claim(busy):
             return _HTTPError(409, BUSY_MESSAGE, []).response()
 
-        def work_and_encode(sb: Sandbox, raw: bytes) -> bytes:
-            # Encoded here, in the worker and inside the try below, so that an answer
-            # that cannot be written is still an answer in Talon.One's error body. An
-            # update the sandbox stored before that stays stored (the server cannot undo
-            # it); _json_bytes writes any string, so only a value that is not JSON at
-            # all, a bug, could fail here.
-            return _json_bytes(work(sb, raw))
+        def work_and_encode(sb: Sandbox, raw: bytes) -> Response:
+            # The answer is encoded here, inside the try, so that one that cannot be
+            # written is still an answer in Talon.One's error body. (An update the
+            # sandbox stored before that stays stored: the server cannot undo it. As
+            # _json_bytes writes any string, only a value that is not JSON at all, a
+            # bug, could fail here.) A refusal is also built here rather than raised
+            # out of the worker thread: an exception crossing it stays in a reference
+            # cycle with the future that carried it, holding the request body in its
+            # frames until the cyclic garbage collector happens to run.
+            try:
+                return _json_response(_json_bytes(work(sb, raw)))
+            except Exception as exc:
+                return _refusal(exc, path_parameter=path_parameter, state_source=source).response()
 
         try:
-            body = await run_in_threadpool(work_and_encode, live.sandbox, raw)
-        except Exception as exc:
-            return _refusal(exc, path_parameter=path_parameter, state_source=source).response()
+            return await run_in_threadpool(work_and_encode, live.sandbox, raw)
         finally:
             if busy is not None:
                 live.release(busy)
-        return _json_response(body)
 
     # -- Talon.One's Integration API -------------------------------------------
 

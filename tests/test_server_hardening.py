@@ -13,11 +13,13 @@ cannot write).
 from __future__ import annotations
 
 import asyncio
+import gc
 import http.client
 import json
 import subprocess
 import sys
 import threading
+import tracemalloc
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -160,6 +162,30 @@ def test_every_route_that_takes_a_body_is_limited(
         assert status == 413, (method, path, raw[:200])
         talon_error(413, kind, raw)
     assert snapshot(server) == before
+
+
+def test_a_refused_body_is_freed_at_once_not_when_the_garbage_collector_runs(
+    talon_server: Callable[..., TalonServer],
+) -> None:
+    # A refusal raised out of the worker thread stayed in a reference cycle with the
+    # future that carried it, its frames holding the body, until a collection ran: a
+    # server seeing few other requests kept each large refused body. With the collector
+    # off, what the refusal leaves behind is measured directly.
+    server = talon_server(build, max_body=16 * MIB)
+    big = b'["' + b"x" * (4 * MIB) + b'"]'  # JSON, but not an object: the server refuses it
+    gc.collect()
+    gc.disable()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        status, kind, raw = call(server, "PUT", "/v2/customer_sessions/s1", big)
+        left = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+    assert status == 400
+    assert "must be a JSON object" in talon_error(400, kind, raw)["errors"][0]["title"]
+    assert left < MIB, f"{left:,} bytes left after refusing a {len(big):,}-byte body"
 
 
 def test_a_wrong_key_is_401_before_the_body_is_weighed(
