@@ -415,7 +415,8 @@ def talon_server(pytestconfig: pytest.Config) -> Iterator[Callable[..., TalonSer
 
     ``rules`` is a rules file path (relative to the working directory), a
     Sandbox, or a function returning one; ``api_key=`` fixes the key (default:
-    a random one). The server listens on a free port of 127.0.0.1 in a
+    a random one) and ``max_body=`` the largest request body in bytes (default
+    1 MiB; a larger one is answered 413). The server listens on a free port of 127.0.0.1 in a
     background thread and is stopped when the test ends. The returned
     :class:`~sandbox.server.TalonServer` has ``url`` (for the SDK's
     ``Configuration(host=...)``), ``api_key`` (sent as ``ApiKey-v1``),
@@ -434,9 +435,11 @@ def talon_server(pytestconfig: pytest.Config) -> Iterator[Callable[..., TalonSer
     _fail_if_shadowed(pytestconfig)
     with contextlib.ExitStack() as servers:
 
-        def start(rules: Any, *, api_key: str | None = None) -> TalonServer:
+        def start(
+            rules: Any, *, api_key: str | None = None, max_body: int | None = None
+        ) -> TalonServer:
             try:
-                from sandbox.server import running
+                from sandbox.server import MAX_BODY, running
             except ImportError as exc:
                 pytest.fail(
                     f"talon_server needs the server extra ({(exc.name or '').split('.')[0]} "
@@ -444,7 +447,8 @@ def talon_server(pytestconfig: pytest.Config) -> Iterator[Callable[..., TalonSer
                     "pip install 'promo-sandbox[server]'",
                     pytrace=False,
                 )
-            return servers.enter_context(running(rules, api_key=api_key))
+            limit = MAX_BODY if max_body is None else max_body
+            return servers.enter_context(running(rules, api_key=api_key, max_body=limit))
 
         yield start
 

@@ -48,9 +48,10 @@
   and the file's own ``property_*`` functions on generated sessions and
   lifecycles; prints each shrunk counterexample as replayable JSON.
 
-- ``serve RULES.py [--host H] [--port P] [--api-key KEY]``: the rules as a
-  local Talon.One Integration API (:mod:`sandbox.server`, the ``server``
-  extra), until Ctrl-C; the API key is printed at start.
+- ``serve RULES.py [--host H] [--port P] [--api-key KEY] [--max-body BYTES]``:
+  the rules as a local Talon.One Integration API (:mod:`sandbox.server`, the
+  ``server`` extra), until Ctrl-C; the API key is printed at start. Request
+  bodies over ``--max-body`` (default 1MiB) are answered 413.
 
 Exit codes: 0 ok; 1 an invariant or property was violated (``fuzz``, ``demo``),
 or the two rule versions answer differently (``diff``); 2 bad usage or input (a
@@ -1094,6 +1095,20 @@ def _parallel_lines(
 # serve
 
 SERVER_HINT = "pip install 'promo-sandbox[server]'"
+_SIZE_UNITS = {"": 1, "B": 1, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3}
+
+
+def _byte_size(text: str) -> int:
+    """``--max-body``: a number of bytes, optionally with KiB, MiB or GiB (``1MiB``)."""
+    compact = text.strip()
+    digits = compact[: len(compact) - len(compact.lstrip("0123456789"))]
+    scale = _SIZE_UNITS.get(compact[len(digits) :].strip().upper())
+    if not 0 < len(digits) <= 15 or scale is None or int(digits) == 0:
+        raise UsageError(
+            f"--max-body must be a positive number of bytes, optionally with KiB, MiB or GiB "
+            f"(e.g. 1048576 or 1MiB), got {text!r}"
+        )
+    return int(digits) * scale
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -1102,6 +1117,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise UsageError(f"--port must be from 0 to 65535, got {args.port}")
     if args.api_key is not None and (not args.api_key or any(c.isspace() for c in args.api_key)):
         raise UsageError(f"--api-key must be a non-empty key without spaces, got {args.api_key!r}")
+    max_body = _byte_size(args.max_body)
     try:
         from sandbox import server
     except ImportError as exc:
@@ -1118,6 +1134,7 @@ def _serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             api_key=args.api_key,
+            max_body=max_body,
             announce=lambda text: print(text, flush=True),
         )
     except OutputError:
@@ -1315,6 +1332,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY",
         help="the key clients send as 'Authorization: ApiKey-v1 KEY' (default: a new random "
         "key, printed at start)",
+    )
+    sv.add_argument(
+        "--max-body",
+        metavar="BYTES",
+        default="1MiB",
+        help="the largest request body accepted, in bytes or with KiB, MiB or GiB (default "
+        "1MiB); a larger one is answered 413",
     )
     sv.set_defaults(run=_serve)
     return parser

@@ -14,7 +14,7 @@ import difflib
 import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -317,7 +317,9 @@ class Sandbox:
             )
         with self._mutating("sb.advance()"):
             try:
-                self._now += step
+                moved = self._now + step
+                moved.astimezone(UTC)  # in range in its own offset, but written back in UTC
+                self._now = moved
             except OverflowError:
                 raise DefinitionError(
                     f"advance() by {step} would move the clock past the year 9999 "

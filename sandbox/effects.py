@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import attrs
 
 from sandbox.errors import DefinitionError
-from sandbox.models import MAX_MONEY, CartItem, bound_problem
+from sandbox.models import MAX_MONEY, CartItem, _to_json, bound_problem, json_value
 from sandbox.talon import EffectType
 
 if TYPE_CHECKING:
@@ -516,8 +516,18 @@ def show_notification(
 
 
 def update_attribute(path: str, value: Any) -> UpdateAttribute:
-    """``updateAttribute``: e.g. ``update_attribute("Session.Attributes.tier", "gold")``."""
-    return UpdateAttribute(_name(path, "update_attribute(path)"), value)
+    """``updateAttribute``: e.g. ``update_attribute("Session.Attributes.tier", "gold")``.
+
+    ``value`` is any JSON value within the bounds of an attribute (it is written
+    back in every answer that carries the effect).
+    """
+    name = _name(path, "update_attribute(path)")
+    problems = list(json_value("value", _to_json(value)))
+    if problems:
+        raise DefinitionError(
+            f"update_attribute({name!r}, value): " + "; ".join(p.message for p in problems)
+        )
+    return UpdateAttribute(name, value)
 
 
 def trigger_webhook(webhook_id: int, webhook_name: str) -> TriggerWebhook:

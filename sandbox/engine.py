@@ -21,7 +21,7 @@ import functools
 import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from types import MappingProxyType
 from typing import Any
@@ -980,7 +980,7 @@ def _desired_code(
         )
     expiry = spec.expiry_date
     if spec.valid_days is not None:
-        expiry = run.now + timedelta(days=spec.valid_days)
+        expiry = _days_after(run.now, spec.valid_days)
     made = CreatedCode(
         kind,
         code,
@@ -993,6 +993,17 @@ def _desired_code(
     )
     props = {"value": code, "profileId": owner} if kind == "coupon" else {"value": code}
     return _Desired(spec, index, props=props, created=made)
+
+
+def _days_after(moment: datetime, days: int) -> datetime:
+    """``days`` after ``moment``; past the year 9999 (in UTC), the last moment of it:
+    the sandbox clock cannot go further, so a code expiring then is valid as long."""
+    try:
+        later = moment + timedelta(days=days)
+        later.astimezone(UTC)
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC)
+    return later
 
 
 def _code_problem(value: Any) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,12 @@ def parse_time(value: Any, what: str) -> datetime:
         raise DefinitionError(
             f"{what} must carry a time zone (e.g. a trailing 'Z' for UTC), got naive {value!r}"
         )
+    try:
+        parsed.astimezone(UTC)  # every time is written back in UTC
+    except OverflowError:
+        raise DefinitionError(
+            f"{what} must be within the years 1 to 9999 in UTC, got {value!r}"
+        ) from None
     return parsed
 
 

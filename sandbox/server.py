@@ -19,7 +19,17 @@ every problem of a bad request, each with its JSON ``pointer`` into the body
 (or the query ``parameter``); 404 for an unknown session; 409 when a request
 arrives for a session (or profile) that another request is still updating,
 as Talon.One answers parallel updates; 500 when a rule raised, naming the
-campaign and the rule. A refused request stores nothing.
+campaign and the rule (and, for any other failure, saying so in the same
+body: never a bare 500); 413 for a request body over the limit. A refused
+request stores nothing.
+
+Request bodies are capped at :data:`MAX_BODY` (1 MiB) by default, far above
+an ordinary session (a full 1,000-item cart is a few hundred KiB); change it
+with ``create_app(..., max_body=...)`` or ``python -m sandbox serve --max-body
+4MiB``. A body whose ``Content-Length`` is over the
+cap is refused before any of it is read; a chunked body is counted as it
+arrives and refused as soon as it passes the cap, so no request holds more
+than the cap in memory.
 
 Outside Talon.One's namespace, ``/sandbox/...`` is a small control surface
 for tests (same API key): ``GET``/``PUT /sandbox/clock`` (``{"now": ...}``),
@@ -40,6 +50,7 @@ background thread (what the pytest fixture ``talon_server`` uses);
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import socket
 import threading
@@ -48,13 +59,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 from starlette.routing import Route
 
 from sandbox.codec import from_wire, parse_json, to_plain
@@ -68,13 +80,14 @@ from sandbox.errors import (
     TransitionError,
     UnknownEntityError,
     ValidationError,
+    escape_pointer_token,
 )
 from sandbox.models import IntegrationRequest, ResponseContent
 from sandbox.responses import returns_wire
 from sandbox.rules import parse_time
 from sandbox.state import IntegrationState, wire_time
 
-__all__ = ["API_KEY_PREFIX", "TalonServer", "create_app", "running", "serve"]
+__all__ = ["API_KEY_PREFIX", "MAX_BODY", "TalonServer", "create_app", "running", "serve"]
 
 API_KEY_PREFIX = "ApiKey-v1"
 """The scheme of Talon.One's Integration API keys: ``Authorization: ApiKey-v1 <key>``."""
@@ -82,11 +95,17 @@ API_KEY_PREFIX = "ApiKey-v1"
 BUSY_MESSAGE = "Too many requests are updating this session at the same time"
 """Talon.One's own words for a 409 (its OpenAPI example)."""
 
+MAX_BODY = 1024 * 1024
+"""The default cap on a request body, in bytes (1 MiB). A session with the full 1,000
+cart items of ordinary fields is a few hundred KiB; raise the cap (``max_body=``,
+``serve --max-body``) for sessions carrying long attribute texts."""
+
 Rules = str | Path | Sandbox | Callable[[], Sandbox]
 """What a server serves: a rules file, a live Sandbox, or a function building one."""
 
 _TRUE = ("1", "t", "true")  # what Talon.One's Go server accepts for a boolean parameter
 _FALSE = ("0", "f", "false")
+_SPANS = ("weeks", "days", "hours", "minutes", "seconds", "milliseconds", "microseconds")
 
 
 class _Live:
@@ -125,10 +144,14 @@ def _load(rules: Rules) -> tuple[Sandbox, Callable[[], Sandbox] | None]:
             f"a server serves a rules file path, a Sandbox or a function returning one, "
             f"got {type(rules).__name__}"
         )
+    return _build(factory), factory
+
+
+def _build(factory: Callable[[], Sandbox]) -> Sandbox:
     made = factory()
     if not isinstance(made, Sandbox):
         raise TypeError(f"the sandbox factory returned {type(made).__name__}, not a Sandbox")
-    return made, factory
+    return made
 
 
 # ---------------------------------------------------------------------------
@@ -144,9 +167,42 @@ class _HTTPError(Exception):
         self.message = message
         self.errors = list(errors)
 
-    def response(self) -> JSONResponse:
+    def response(self) -> Response:
         body = {"message": self.message, "errors": self.errors, "StatusCode": self.status}
-        return JSONResponse(body, status_code=self.status)
+        return _json_response(_json_bytes(body), status=self.status)
+
+
+def _json_bytes(content: Any) -> bytes:
+    """``content`` as compact UTF-8 JSON.
+
+    A string holding an unpaired UTF-16 surrogate (valid in JSON as an escape, but not
+    encodable as UTF-8) is written back as that escape rather than failing the answer.
+    """
+    options: dict[str, Any] = {"allow_nan": False, "separators": (",", ":")}
+    try:
+        return json.dumps(content, ensure_ascii=False, **options).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(content, ensure_ascii=True, **options).encode("ascii")
+
+
+def _json_response(body: bytes, *, status: int = 200) -> Response:
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _too_large(limit: int, size: str) -> _HTTPError:
+    message = (
+        f"the request body is {size}; this server accepts at most {_bytes_text(limit)} "
+        "(python -m sandbox serve --max-body BYTES, or max_body= in Python, raises it)"
+    )
+    return _HTTPError(413, message, [{"title": message, "source": {"pointer": ""}}])
+
+
+def _bytes_text(size: int) -> str:
+    """``1,048,576 bytes (1 MiB)``: exact, and readable when it is a round size."""
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= scale and size % scale == 0:
+            return f"{size:,} bytes ({size // scale} {unit})"
+    return f"{size:,} bytes"
 
 
 def _source(problem: Problem, path_parameter: str, subject: str) -> dict[str, str]:
@@ -204,6 +260,94 @@ def _refusal(exc: Exception, *, path_parameter: str, state_source: dict[str, str
 
 # ---------------------------------------------------------------------------
 # request parts
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, or a 413 once it is known to pass ``limit`` bytes.
+
+    A declared ``Content-Length`` over the limit is refused before reading; a body
+    without one (chunked) is counted as it arrives and refused as soon as it passes
+    the limit, so at most ``limit`` bytes of it are ever held.
+    """
+    try:
+        declared: int | None = int(request.headers.get("content-length", ""))
+    except ValueError:  # absent (chunked), or not a number the protocol layer let through
+        declared = None
+    if declared is not None and declared > limit:
+        raise _too_large(limit, f"{declared:,} bytes (its Content-Length)")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit, f"more than {limit:,} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise _HTTPError(
+            400, "the client closed the connection before sending the whole body", []
+        ) from None
+    return b"".join(chunks)
+
+
+def _path_problems(request: Request) -> list[Problem]:
+    """The path parameters that are not text.
+
+    The ASGI server percent-decodes the path as UTF-8 and replaces bytes that are not
+    UTF-8 (``%ED%A0%80``, an encoded surrogate, or ``%FF``) with U+FFFD, which would
+    silently turn two different ids into one; such a path is refused instead.
+    """
+    raw = bytes(request.scope.get("raw_path") or b"").partition(b"?")[0]
+    try:
+        unquote_to_bytes(raw).decode("utf-8")
+        undecodable = False
+    except UnicodeDecodeError:
+        undecodable = True
+    problems = []
+    for name, value in request.path_params.items():
+        if not isinstance(value, str):
+            continue
+        if undecodable and "\ufffd" in value:
+            shown = raw.decode("ascii", "backslashreplace")
+            problems.append(
+                Problem(
+                    name,
+                    f"'{name}' must be UTF-8 text, percent-encoded; the path {shown!r} "
+                    "holds bytes that are not UTF-8",
+                )
+            )
+        elif any("\ud800" <= char <= "\udfff" for char in value):
+            problems.append(
+                Problem(
+                    name,
+                    f"'{name}' must be valid Unicode text, not hold an unpaired "
+                    f"surrogate: {value!r}",
+                )
+            )
+    return problems
+
+
+def _advance_steps(body: Mapping[str, Any]) -> dict[str, float]:
+    """The body of ``POST /sandbox/clock/advance`` as ``timedelta`` keywords."""
+    problems = []
+    steps: dict[str, float] = {}
+    for key, value in body.items():
+        pointer = "/" + escape_pointer_token(key)
+        if key not in _SPANS:
+            problems.append(
+                Problem(
+                    pointer,
+                    f'unknown unit {key!r}; the body is like {{"days": 1}}, with any of '
+                    + ", ".join(_SPANS),
+                )
+            )
+        elif isinstance(value, bool) or not isinstance(value, int | Decimal):
+            problems.append(Problem(pointer, f"{key!r} must be a number, got {value!r}"))
+        else:
+            steps[key] = value if isinstance(value, int) else float(value)
+    if problems:
+        raise ValidationError(problems, subject="clock advance")
+    return steps
 
 
 def _flag(request: Request, name: str, problems: list[Problem]) -> bool:
@@ -356,14 +500,18 @@ def _limit_wire(counter: Any) -> dict[str, Any]:
 # the application
 
 
-def create_app(rules: Rules, *, api_key: str) -> Starlette:
+def create_app(rules: Rules, *, api_key: str, max_body: int = MAX_BODY) -> Starlette:
     """The ASGI application serving ``rules`` (a rules file, a Sandbox or a factory).
 
+    ``max_body`` caps a request body in bytes (default :data:`MAX_BODY`, 1 MiB);
+    a larger one is answered 413 without being read into memory.
     ``app.state.live.sandbox`` is the sandbox being served (``/sandbox/reset``
     replaces it with a fresh one from the rules file or factory).
     """
     if not api_key:
         raise ValueError("api_key must be a non-empty string")
+    if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1:
+        raise ValueError(f"max_body must be a positive number of bytes, got {max_body!r}")
     sandbox, factory = _load(rules)
     live = _Live(sandbox, factory)
     expected = f"{API_KEY_PREFIX} {api_key}".encode()
@@ -387,18 +535,36 @@ def create_app(rules: Rules, *, api_key: str) -> Starlette:
                 "with the key the sandbox server printed at start",
                 [{"title": "unauthorized", "source": {"parameter": "Authorization"}}],
             ).response()
-        raw = await request.body()
+        source = state_source or {"parameter": path_parameter}
+        try:
+            problems = _path_problems(request)
+            if problems:
+                raise ValidationError(problems, subject="request")
+            raw = await _read_body(request, max_body)
+        except Exception as exc:
+            return _refusal(exc, path_parameter=path_parameter, state_source=source).response()
         if busy is not None and not live.claim(busy):
             return _HTTPError(409, BUSY_MESSAGE, []).response()
+
+        def work_and_encode(sb: Sandbox, raw: bytes) -> Response:
+            # The answer is encoded here, inside the try, so that one that cannot be
+            # written is still an answer in Talon.One's error body. (An update the
+            # sandbox stored before that stays stored: the server cannot undo it. As
+            # _json_bytes writes any string, only a value that is not JSON at all, a
+            # bug, could fail here.) A refusal is also built here rather than raised
+            # out of the worker thread: an exception crossing it stays in a reference
+            # cycle with the future that carried it, holding the request body in its
+            # frames until the cyclic garbage collector happens to run.
+            try:
+                return _json_response(_json_bytes(work(sb, raw)))
+            except Exception as exc:
+                return _refusal(exc, path_parameter=path_parameter, state_source=source).response()
+
         try:
-            result = await run_in_threadpool(work, live.sandbox, raw)
-        except Exception as exc:
-            source = state_source or {"parameter": path_parameter}
-            return _refusal(exc, path_parameter=path_parameter, state_source=source).response()
+            return await run_in_threadpool(work_and_encode, live.sandbox, raw)
         finally:
             if busy is not None:
                 live.release(busy)
-        return JSONResponse(result)
 
     # -- Talon.One's Integration API -------------------------------------------
 
@@ -497,10 +663,7 @@ def create_app(rules: Rules, *, api_key: str) -> Starlette:
 
     async def advance(request: Request) -> Response:
         def work(sb: Sandbox, raw: bytes) -> Any:
-            steps = {
-                str(k): float(v) if isinstance(v, Decimal) else v for k, v in _body(raw).items()
-            }
-            return {"now": wire_time(sb.advance(**steps))}
+            return {"now": wire_time(sb.advance(**_advance_steps(_body(raw))))}
 
         return await answer(request, work)
 
@@ -537,8 +700,16 @@ def create_app(rules: Rules, *, api_key: str) -> Starlette:
                     "this server serves a Sandbox object, not a rules file or factory: "
                     "there is nothing to rebuild it from"
                 )
-            live.sandbox = live.factory()
-            return snapshot_wire(live.sandbox)
+            try:
+                fresh = _build(live.factory)
+            except Exception as exc:
+                message = (
+                    f"rebuilding the sandbox failed, so the served one is unchanged: "
+                    f"{type(exc).__name__}: {exc}"
+                )
+                raise _HTTPError(500, message, [{"title": message, "source": {}}]) from exc
+            live.sandbox = fresh
+            return snapshot_wire(fresh)
 
         return await answer(request, work)
 
@@ -552,9 +723,14 @@ def create_app(rules: Rules, *, api_key: str) -> Starlette:
         )
         return _HTTPError(status, message, [{"title": message, "source": {}}]).response()
 
+    async def crashed(request: Request, exc: Exception) -> Response:
+        """Whatever escaped a route still answers in Talon.One's error body (Starlette
+        then re-raises it, so the server's log shows the traceback)."""
+        return _refusal(exc, path_parameter="", state_source={}).response()
+
     session_path = "/v2/customer_sessions/{customerSessionId}"
     app = Starlette(
-        exception_handlers={HTTPException: not_routed},
+        exception_handlers={HTTPException: not_routed, Exception: crashed},
         routes=[
             Route(session_path, update_session, methods=["PUT"]),
             Route(session_path, get_session, methods=["GET"]),
@@ -640,16 +816,18 @@ def running(
     host: str = "127.0.0.1",
     port: int = 0,
     api_key: str | None = None,
+    max_body: int = MAX_BODY,
     timeout: float = 10.0,
 ) -> Iterator[TalonServer]:
     """Serve ``rules`` in a background thread for the ``with`` block; port 0 (the
     default) takes a free port. Stops the server (and waits for it) on exit.
+    ``max_body`` caps a request body in bytes (see :func:`create_app`).
 
     >>> with running("examples/xmas.py") as server:  # doctest: +SKIP
     ...     configuration = talon_one.Configuration(host=server.url)
     """
     key = api_key or secrets.token_urlsafe(24)
-    app = create_app(rules, api_key=key)
+    app = create_app(rules, api_key=key, max_body=max_body)
     sock = _listen(host, port)
     server = uvicorn.Server(_config(app))
     thread = threading.Thread(
@@ -675,20 +853,23 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 9000,
     api_key: str | None = None,
+    max_body: int = MAX_BODY,
     announce: Callable[[str], None] = print,
 ) -> None:
     """Serve ``rules`` in the foreground until interrupted (``python -m sandbox serve``).
 
-    Raises ``OSError`` when the address cannot be listened on.
+    ``max_body`` caps a request body in bytes (see :func:`create_app`). Raises
+    ``OSError`` when the address cannot be listened on.
     """
     key = api_key or secrets.token_urlsafe(24)
-    app = create_app(rules, api_key=key)
+    app = create_app(rules, api_key=key, max_body=max_body)
     sb = app.state.live.sandbox
     sock = _listen(host, port)
     try:
         announce(
             f"promo-sandbox: Talon.One Integration API at {_url(sock)} "
-            f"({len(sb.campaigns)} campaigns, clock {sb.now.isoformat()})\n"
+            f"({len(sb.campaigns)} campaigns, clock {sb.now.isoformat()}, "
+            f"request bodies up to {_bytes_text(max_body)})\n"
             f"API key: {key}  (send 'Authorization: {API_KEY_PREFIX} {key}')\n"
             "Ctrl-C stops."
         )
