@@ -375,10 +375,27 @@ def from_wire(cls: type[T], data: Any, *, strict_total: bool = True) -> T:
             result = converter.structure(data, cls)
         except Exception as exc:
             problems = [_named(p) for p in _problems(exc, "")]
+            _drop_tracebacks(exc)
             raise ValidationError(problems, subject=cls.__name__) from None
     if strict_total and isinstance(result, NewCustomerSession):
         check_total(result)
     return result
+
+
+def _drop_tracebacks(exc: BaseException) -> None:
+    """Free a refused payload at once: cattrs' generated code keeps each caught error in
+    a local list of the frame its traceback holds, a cycle only the garbage collector
+    would break, and the frames hold the payload."""
+    pending, seen = [exc], set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
 
 
 # The keys only one dialect has, and what replaces a V1 key in V2.
