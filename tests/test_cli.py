@@ -636,16 +636,19 @@ def test_demo_with_a_missing_rules_file_is_bad_usage(capsys: pytest.CaptureFixtu
 def _base_install(target: Path) -> None:
     """What ``pip install promo-sandbox`` puts on sys.path, without the dev extras.
 
-    The wheel's packages and force-included files as pyproject.toml lists them,
-    and the installed distributions of the base dependencies (recursively,
+    The wheel's packages, modules and force-included files as pyproject.toml lists
+    them, and the installed distributions of the base dependencies (recursively,
     markers evaluated), linked from this environment.
     """
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     wheel = project["tool"]["hatch"]["build"]["targets"]["wheel"]
-    for package in wheel["packages"]:
-        shutil.copytree(
-            ROOT / package, target / package, ignore=shutil.ignore_patterns("__pycache__")
-        )
+    for name in wheel["only-include"]:
+        if (ROOT / name).is_dir():
+            shutil.copytree(
+                ROOT / name, target / name, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        else:
+            shutil.copy(ROOT / name, target / name)
     for source, destination in wheel.get("force-include", {}).items():
         (target / destination).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / source, target / destination)
