@@ -68,25 +68,25 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
 import json
 import os
 import stat
 import sys
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, TextIO, cast
 
 import attrs
 
-from sandbox.codec import dumps, parse_json
+from sandbox.codec import dumps
 from sandbox.core import Sandbox
-from sandbox.errors import Problem, SandboxError, ValidationError, escape_pointer_token
+from sandbox.errors import SandboxError, ValidationError
 from sandbox.models import NewCustomerSession
 from sandbox.state import IntegrationState, ProfileState
+from sandbox.steps import TextError, decode_line, parse_line, read_step, short
 from sandbox.talon import EffectType
 
 DEFAULT_RULES = "examples/xmas.py"
@@ -377,18 +377,6 @@ _UNICODE_BOMS = (
     (b"\xfe\xff", "UTF-16"),
 )
 _UTF8_BOM = b"\xef\xbb\xbf"
-_ADVANCE_UNITS = ("weeks", "days", "hours", "minutes", "seconds")
-# A century per line: far beyond any promotion's dates, far below datetime's range.
-_MAX_ADVANCE = timedelta(days=36525)
-
-
-class _TextError(SandboxError):
-    """A line that is not UTF-8 or not JSON, at ``column`` (1-based, in characters)."""
-
-    def __init__(self, title: str, column: int) -> None:
-        self.title = title
-        self.column = column
-        super().__init__(title)
 
 
 @attrs.frozen
@@ -402,19 +390,19 @@ class _LineEvaluator:
 
     def __call__(self, sb: Sandbox, number: int, raw: bytes) -> tuple[str, str | None]:
         try:
-            text = _decode(raw)
+            text = decode_line(raw)
             if not text.strip():
                 # An empty output line, so that output line N still answers input line N.
                 return ("" if self.explain else "\n"), None
-            return self._answer(number, _step(_parse(text), number)(sb, self.dry)), None
-        except _TextError as exc:
+            return self._answer(number, read_step(parse_line(text), number)(sb, self.dry)), None
+        except TextError as exc:
             return self._refuse(number, exc, f"{exc.title} at line {number}, column {exc.column}")
         except SandboxError as exc:
             return self._refuse(number, exc, str(exc))
         except Exception as exc:
             # A bug of the sandbox, not of the input; still no traceback, and not exit 1.
             message = (
-                f"internal error: {type(exc).__name__}: {_short(str(exc))} "
+                f"internal error: {type(exc).__name__}: {short(str(exc))} "
                 "(a bug in promo-sandbox, not in your input: please report it with this line)"
             )
             return self._refuse(number, exc, message)
@@ -431,7 +419,7 @@ class _LineEvaluator:
 
     def _refuse(self, number: int, exc: Exception, message: str) -> tuple[str, str]:
         """Line ``number``'s output line (an error record) and why it was refused."""
-        if isinstance(exc, _TextError):  # file:line:column, as compilers say it
+        if isinstance(exc, TextError):  # file:line:column, as compilers say it
             said = f"{self.name}:{number}:{exc.column}: {exc.title}"
         else:
             said = f"{self.name}:{number}: {message}"
@@ -475,7 +463,7 @@ def _error_body(number: int, exc: Exception, message: str) -> dict[str, Any]:
     errors: list[dict[str, Any]]
     if isinstance(exc, ValidationError):
         errors = [{"title": p.message, "source": {"pointer": p.pointer}} for p in exc.errors]
-    elif isinstance(exc, _TextError):
+    elif isinstance(exc, TextError):
         errors = [{"title": exc.title, "source": {"line": number, "column": exc.column}}]
     else:
         errors = [{"title": message, "source": {"line": number}}]
@@ -585,7 +573,7 @@ def _moves_clock(raw: bytes) -> bool:
     if b"advance" not in raw and b"\\u" not in raw:
         return False
     try:
-        data = _parse(_decode(raw))
+        data = parse_line(decode_line(raw))
     except SandboxError:
         return False  # a refused line: the worker refuses it the same way
     return isinstance(data, dict) and set(data) == {"advance"}
@@ -632,262 +620,6 @@ def _first_line(raw: bytes, path: str) -> bytes:
                 f"mark), not UTF-8: convert it, e.g. `iconv -f {encoding} -t UTF-8 {path}`"
             )
     return raw.removeprefix(_UTF8_BOM)  # UTF-8 all the same, as some editors write it
-
-
-def _decode(raw: bytes) -> str:
-    # Without its line end, so a JSON error at the end of the line gets this line's column.
-    raw = raw.removesuffix(b"\n").removesuffix(b"\r")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        column = len(raw[: exc.start].decode("utf-8", errors="replace")) + 1
-        raise _TextError(
-            f"not UTF-8 text (byte {raw[exc.start]:#04x}): the sessions file must be UTF-8",
-            column,
-        ) from None
-
-
-def _shown(value: Any) -> str:
-    """A JSON value as the user wrote it (numbers digit for digit), cut if long."""
-    try:
-        return _short(dumps(value))
-    except (RecursionError, TypeError, ValueError):
-        return type(value).__name__
-
-
-def _short(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
-
-
-_REQUEST_KEYS = ("customerSessionId", "customerSession", "dry")
-
-
-def _close(key: str, known: Sequence[str]) -> list[str]:
-    if len(key) > 200:
-        return []  # no hint for a key of insane length: difflib is quadratic
-    folded = {k.lower(): k for k in known}
-    if key.lower() in folded:
-        return [folded[key.lower()]]
-    return difflib.get_close_matches(key, known, n=1)
-
-
-_Step = Callable[[Sandbox, bool], "IntegrationState | ProfileState | datetime"]
-
-
-def _step(data: Any, number: int) -> _Step:
-    """One JSONL line as a call on the sandbox, given ``(sb, dry)``.
-
-    A session dict, or ``{"customerSessionId", "customerSession", "dry"}``, is an
-    update; the lifecycle steps ``fuzz`` prints replay too: ``{"reopen": ID}``,
-    ``{"returnItems": ID, "returnedCartItems": [...]}``, ``{"advance": {"days": N}}``.
-    """
-    if isinstance(data, dict) and set(data) == {"reopen"}:
-        session_id = _session_id(data["reopen"], "/reopen")
-        return lambda sb, dry: sb.reopen(session_id, dry=dry)
-    if isinstance(data, dict) and set(data) == {"returnItems", "returnedCartItems"}:
-        session_id = _session_id(data["returnItems"], "/returnItems")
-        items = data["returnedCartItems"]
-        return lambda sb, dry: sb.return_items(session_id, items, dry=dry)
-    if isinstance(data, dict) and "updateProfile" in data:
-        return _profile_step(data)
-    if isinstance(data, dict) and set(data) == {"advance"}:
-        step = _advance_step(data["advance"])
-        # A clock move is not an evaluation: --dry moves the clock all the same.
-        return lambda sb, dry: _advance(sb, step)
-    session_id, payload, asked_dry, where = _request(data, number)
-
-    def update(sb: Sandbox, dry: bool) -> IntegrationState:
-        try:
-            return sb.update(session_id, payload, dry=dry or asked_dry)
-        except ValidationError as exc:
-            if not where:
-                raise
-            raise exc.within(where) from None
-
-    return update
-
-
-def _profile_step(data: dict[str, Any]) -> _Step:
-    """``{"updateProfile": ID, "attributes": {...}, "runRuleEngine": false}``: the profile
-    updates ``fuzz`` prints. Without the rule engine it is not an evaluation, and
-    ``--dry`` applies it all the same (as a clock move)."""
-    problems = [
-        Problem(f"/{escape_pointer_token(key)}", f"unknown key {_short(key)!r} in a profile step")
-        for key in data
-        if key not in ("updateProfile", "attributes", "runRuleEngine")
-    ]
-    profile_id = data["updateProfile"]
-    if not isinstance(profile_id, str):
-        problems.append(
-            Problem("/updateProfile", f"must be a profile id (a string), got {_shown(profile_id)}")
-        )
-    run = data.get("runRuleEngine", False)
-    if not isinstance(run, bool):
-        problems.append(
-            Problem("/runRuleEngine", f"'runRuleEngine' must be true or false, got {_shown(run)}")
-        )
-    if problems:
-        raise ValidationError(problems, subject="step")
-    payload = {"attributes": data["attributes"]} if "attributes" in data else {}
-
-    def update(sb: Sandbox, dry: bool) -> IntegrationState | ProfileState:
-        answer = sb.update_profile(profile_id, payload, run_rule_engine=run, dry=dry and run)
-        return answer.evaluation if answer.evaluation is not None else answer
-
-    return update
-
-
-def _session_id(value: Any, pointer: str) -> str:
-    if not isinstance(value, str):
-        raise ValidationError(
-            [
-                Problem(
-                    pointer,
-                    f"must be a session id (a string), got {_shown(value)}",
-                )
-            ],
-            subject="step",
-        )
-    return value
-
-
-def _advance_step(amount: Any) -> timedelta:
-    """``{"days": 2}`` as a timedelta: integers, forward, at most a century a line."""
-    units = ", ".join(_ADVANCE_UNITS)
-    if not isinstance(amount, dict) or not amount:
-        raise ValidationError(
-            [
-                Problem(
-                    "/advance",
-                    f"'advance' must map {units} to integers, such as "
-                    f'{{"days": 1}}, got {_shown(amount)}',
-                )
-            ],
-            subject="step",
-        )
-    problems = []
-    for unit, value in amount.items():
-        pointer = f"/advance/{escape_pointer_token(unit)}"
-        if unit not in _ADVANCE_UNITS:
-            hint = "".join(f"; did you mean {m!r}?" for m in _close(unit, _ADVANCE_UNITS))
-            problems.append(
-                Problem(
-                    pointer,
-                    f"unknown unit {_short(unit)!r}{hint}: 'advance' must map {units} to integers",
-                )
-            )
-        elif type(value) is not int:
-            problems.append(Problem(pointer, f"must be an integer, got {_shown(value)}"))
-        elif value < 0:
-            problems.append(
-                Problem(pointer, f"the clock moves forward only: must be >= 0, got {value}")
-            )
-        elif value > _MAX_ADVANCE // timedelta(**{unit: 1}):
-            limit = _MAX_ADVANCE // timedelta(**{unit: 1})
-            problems.append(
-                Problem(pointer, f"at most {limit} {unit} (a century) a line, got {value}")
-            )
-    if not problems:
-        step = timedelta(**amount)
-        if step <= _MAX_ADVANCE:
-            return step
-        problems.append(Problem("/advance", f"at most a century a line, got {step.days} days"))
-    raise ValidationError(problems, subject="step")
-
-
-def _advance(sb: Sandbox, step: timedelta) -> datetime:
-    try:
-        sb.now + step  # only to see whether the clock can go that far
-    except OverflowError:
-        raise ValidationError(
-            [
-                Problem(
-                    "/advance", f"the clock would pass the year 9999 (it is {sb.now.isoformat()})"
-                )
-            ],
-            subject="step",
-        ) from None
-    return sb.advance(days=step.days, seconds=step.seconds)
-
-
-def _parse(text: str) -> Any:
-    """The line's JSON, parsed as ``loads`` parses (exact numbers, the codec's bounds)."""
-    try:
-        return parse_json(text)
-    except ValidationError:
-        syntax = _syntax_error(text)
-        if syntax is None:
-            raise  # not a syntax error: a number too long, nesting too deep
-        message = syntax.msg.removesuffix(" at")  # "Invalid control character at"
-        raise _TextError(f"not valid JSON: {message}", syntax.colno) from None
-
-
-def _syntax_error(text: str) -> json.JSONDecodeError | None:
-    # parse_json says where only in its message; the decoder, run again on a line
-    # already refused, gives the column itself. Numbers and constants are not its business.
-    try:
-        json.loads(text, parse_int=str, parse_float=str, parse_constant=str)
-    except json.JSONDecodeError as exc:
-        return exc
-    except (RecursionError, ValueError):
-        return None
-    return None
-
-
-def _request(data: Any, number: int) -> tuple[str, Any, bool, str]:
-    """A session dict, or {"customerSessionId", "customerSession", "dry"}: the session
-    id, the session, whether the line asks for a dry run, and where the session sits
-    in the line (the prefix of its JSON pointers)."""
-    if not isinstance(data, dict):
-        raise ValidationError(
-            [
-                Problem(
-                    "",
-                    f"expected a JSON object, got {type(data).__name__} "
-                    f"{_shown(data)}: write a "
-                    'session such as {"profileId": "p1", "total": 80}, or '
-                    '{"customerSessionId": "s1", "customerSession": {...}, "dry": false}',
-                )
-            ],
-            subject="line",
-        )
-    if "customerSession" not in data:
-        return f"line-{number}", data, False, ""
-    problems = [
-        Problem(
-            f"/{escape_pointer_token(key)}",
-            f"unknown key {_short(key)!r} beside 'customerSession'"
-            + "".join(f"; did you mean {m!r}?" for m in _close(key, _REQUEST_KEYS))
-            + f"; the keys of a request are {', '.join(map(repr, _REQUEST_KEYS))}",
-        )
-        for key in data
-        if key not in _REQUEST_KEYS
-    ]
-    session_id = data.get("customerSessionId", f"line-{number}")
-    if not isinstance(session_id, str):
-        problems.append(
-            Problem(
-                "/customerSessionId",
-                f"'customerSessionId' must be a string, got {_shown(session_id)}",
-            )
-        )
-    dry = data.get("dry", False)
-    if not isinstance(dry, bool):
-        problems.append(Problem("/dry", f"'dry' must be true or false, got {_shown(dry)}"))
-    if problems:
-        raise ValidationError(problems, subject="request")
-    session = data["customerSession"]
-    if not isinstance(session, dict):
-        raise ValidationError(
-            [
-                Problem(
-                    "/customerSession",
-                    f"'customerSession' must be an object, got {_shown(session)}",
-                )
-            ],
-            subject="request",
-        )
-    return session_id, session, dry, "/customerSession"
 
 
 # ---------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from sandbox.codec import dumps, to_wire
 from sandbox.core import Sandbox
 from sandbox.errors import SandboxError
 from sandbox.state import IntegrationState
+from sandbox.steps import clock_step, decode_line, move_clock, parse_line, read_request
 from sandbox.talon import EffectType
 
 __all__ = ["KINDS", "DiffReport", "Difference", "Outcome", "compare", "outcome", "search"]
@@ -362,18 +363,16 @@ class LineOutcome:
 
 def line_outcome(sb: Sandbox, number: int, raw: bytes) -> LineOutcome:
     """One line of a sessions file, evaluated dry on ``sb`` (picklable: workers run it)."""
-    from sandbox.cli import _advance, _advance_step, _decode, _parse, _request
-
     try:
-        data = _parse(_decode(raw))
+        data = parse_line(decode_line(raw))
         if isinstance(data, dict) and set(data) == {"advance"}:
-            _advance(sb, _advance_step(data["advance"]))
+            move_clock(sb, clock_step(data["advance"]))
             return LineOutcome(number, clock=True)
         if isinstance(data, dict) and ("reopen" in data or "returnItems" in data):
             return LineOutcome(
                 number, bad="a lifecycle step (reopen, returnItems) cannot be compared dry"
             )
-        session_id, payload, _, _ = _request(data, number)
+        session_id, payload, _, _ = read_request(data, number)
     except SandboxError as exc:
         return LineOutcome(number, bad=str(exc).splitlines()[0])
     try:

@@ -75,6 +75,7 @@ from sandbox.models import (
 )
 from sandbox.rules import Campaign
 from sandbox.state import IntegrationState
+from sandbox.steps import parse_line, read_step
 
 __all__ = [
     "FuzzReport",
@@ -1035,7 +1036,6 @@ def replay(path: str | Path, lines: Iterable[str]) -> FuzzReport:
     A line that cannot be replayed (bad JSON, a refused update) is bad input
     (:class:`RulesFileError`), not a verdict.
     """
-    from sandbox.cli import _parse, _step
     from sandbox.invariants import check_sandbox, check_state
 
     factory, properties = load_rules(path)
@@ -1046,8 +1046,8 @@ def replay(path: str | Path, lines: Iterable[str]) -> FuzzReport:
         if not text.strip():
             continue
         try:
-            data = _parse(text)
-            result = _step(data, number)(sb, False)
+            data = parse_line(text)
+            result = read_step(data, number)(sb, False)
         except SandboxError as exc:
             if isinstance(exc, RuleError):
                 message = f"line {number}: a rule raised: {exc}"

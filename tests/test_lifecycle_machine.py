@@ -317,7 +317,9 @@ def test_v2_updates_merge_as_the_model_says_and_lifecycles_with_profiles_and_cre
 
 
 def test_the_steps_a_lifecycle_records_replay_to_the_same_sandbox() -> None:
-    from sandbox.cli import _step  # what `fuzz --replay` and `eval` run each line with
+    from sandbox.steps import (
+        read_step as _step,  # what `fuzz --replay` and `eval` run each line with
+    )
 
     class Recorded(SessionLifecycle):
         runs: ClassVar[list[tuple[list[dict[str, Any]], Sandbox]]] = []
