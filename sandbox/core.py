@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import attrs
 
 from sandbox.codec import from_wire, session_from_wire
-from sandbox.engine import CreatedCode, Evaluation, Settings, World, evaluate
+from sandbox.engine import CreatedCode, Evaluation, Plan, Settings, World, compile_plan, evaluate
 from sandbox.errors import (
     DefinitionError,
     Problem,
@@ -274,6 +274,8 @@ class Sandbox:
         # usage they had can still be reconciled.
         self._retired: dict[str, tuple[str, int]] = {}
         self._events = 0  # stored updates so far: the last event's id
+        self._version = 0  # of the definitions: each change makes the plan again
+        self._plan: Plan | None = None
         self.ledger = Ledger(self._lock)
         # True while this sandbox runs user rules (under the lock, so only the
         # evaluating thread can see it): a rule calling back in is refused.
@@ -335,6 +337,23 @@ class Sandbox:
                 raise ReentrantCallError(call)
             yield
 
+    @contextlib.contextmanager
+    def _defining(self, call: str) -> Iterator[None]:
+        """A change of the rule set (a campaign, rule, code or group): the compiled plan
+        is made again before the next evaluation."""
+        with self._mutating(call):
+            try:
+                yield
+            finally:
+                self._version += 1
+
+    def _current_plan(self) -> Plan:
+        """The rule set compiled, made again when a definition changed since."""
+        plan = self._plan
+        if plan is None or plan.version != self._version:
+            plan = self._plan = compile_plan(self._campaigns, self._version)
+        return plan
+
     # -- inventory ----------------------------------------------------------
 
     def _next_id(self, kind: str) -> int:
@@ -379,7 +398,7 @@ class Sandbox:
         if not isinstance(name, str) or not name.strip():
             raise DefinitionError(f"group(name) must be a non-empty string, got {name!r}")
         group_mode: GroupMode = enum_value(GroupMode, mode, f"group {name!r}: mode")
-        with self._mutating("sb.group()"):
+        with self._defining("sb.group()"):
             if any(g.name == name for g in self._groups):
                 raise DefinitionError(f"group {name!r} already exists")
             group = Group(self._next_id("group"), name, group_mode)
@@ -427,7 +446,7 @@ class Sandbox:
             raise DefinitionError(
                 f"{where}: group must come from this sandbox's group(), got {group!r}"
             )
-        with self._mutating("sb.campaign()"):
+        with self._defining("sb.campaign()"):
             if any(c.name == name for c in self._campaigns):
                 raise DefinitionError(f"{where} already exists")
             campaign = Campaign(
@@ -633,6 +652,7 @@ class Sandbox:
             profile=profile,
             session_id=session_id,
             campaigns_by_name={c.name: c for c in self._campaigns},
+            plan=self._current_plan(),
         )
 
     def evaluate(
@@ -806,10 +826,10 @@ class Sandbox:
                 session_id,
                 session_now,
                 evaluation.effects,
-                evaluation.failures,
+                lambda: evaluation.failures,
                 coupons,
                 referrals,
-                trace=evaluation.trace,
+                trace=lambda: evaluation.trace,
                 dry=dry,
                 meta=meta,
                 response_content=request.response_content,
@@ -1137,10 +1157,10 @@ class Sandbox:
                     f"profile:{profile_id}",
                     session,
                     evaluation.effects,
-                    evaluation.failures,
+                    lambda: evaluation.failures,
                     coupons,
                     referrals,
-                    trace=evaluation.trace,
+                    trace=lambda: evaluation.trace,
                     dry=dry,
                     extras=extras,
                 )

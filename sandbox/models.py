@@ -16,6 +16,7 @@ sandbox.errors.ValidationError: invalid NewCustomerSession: 1 problem
   /identifiers: 'identifiers' must have at most 5 items: 6 given
 """
 
+import contextlib
 import decimal
 import difflib
 import enum
@@ -51,6 +52,7 @@ __all__ = [
     "ReturnedCartItem",
     "SessionState",
     "check_total",
+    "cross_field_rules",
     "describe",
     "replace",
     "shown_number",
@@ -520,16 +522,34 @@ def field_problems(instance: Any) -> Iterator[Problem]:
 _M = TypeVar("_M")
 
 
+# Totals a session model caches, and the fields each is computed from.
+_CACHED_TOTALS = {
+    "cart_total": ("cart_items",),
+    "additional_cost_total": ("cart_items", "additional_costs"),
+    "total": ("cart_items", "additional_costs", "total"),
+    "effective_total": ("cart_items", "total"),
+}
+
+
 def replace(instance: _M, **changes: Any) -> _M:
     """``attrs.evolve`` for a valid model and values taken from valid models: no
-    second round of checks (what the update path does on every session)."""
+    second round of checks (what the update path does on every session). Totals the
+    instance has worked out are kept when what they are computed from is unchanged."""
     cls: Any = type(instance)
     made: _M = object.__new__(cls)
+    get, put = object.__getattribute__, object.__setattr__
     for field in attrs.fields(cls):
         name = field.name
-        object.__setattr__(
-            made, name, changes[name] if name in changes else getattr(instance, name)
-        )
+        put(made, name, changes[name] if name in changes else get(instance, name))
+    fields = attrs.fields_dict(cls)
+    for name, sources in _CACHED_TOTALS.items():
+        if (
+            name in cls.__slots__
+            and name not in fields
+            and not any(source in changes for source in sources)
+        ):
+            with contextlib.suppress(AttributeError):  # not worked out yet
+                put(made, name, get(instance, name))
     return made
 
 
@@ -547,6 +567,12 @@ class _Validated:
 
     def _cross_field_problems(self) -> Iterator[Problem]:
         return iter(())
+
+
+def cross_field_rules(cls: type) -> Callable[[Any], Iterator[Problem]] | None:
+    """A model class' own rules across its fields (``instance -> problems``), if it has any."""
+    found: Callable[[Any], Iterator[Problem]] = cls._cross_field_problems  # type: ignore[attr-defined]
+    return None if found is _Validated._cross_field_problems else found
 
 
 # ---------------------------------------------------------------------------

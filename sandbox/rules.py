@@ -260,7 +260,7 @@ class Campaign:
         )
 
     def _mutating(self, call: str) -> contextlib.AbstractContextManager[None]:
-        return self._sandbox._mutating(f"campaign {self.name!r}: {call}")
+        return self._sandbox._defining(f"campaign {self.name!r}: {call}")
 
     def is_running(self, now: datetime) -> bool:
         """Enabled, and ``now`` inside ``[start, end]`` (missing bounds are open)."""

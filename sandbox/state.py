@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
@@ -59,6 +59,31 @@ class SessionMeta:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NO_META = SessionMeta(0, _EPOCH, _EPOCH, 0, True, 1)
 _REQUIRED_PARTS = ("effects", "createdCoupons", "createdReferrals")
+
+
+def _resolved(value: Any) -> Any:
+    """A value that may be given as a callable working it out, worked out (for ``==``)."""
+    return value() if callable(value) else value
+
+
+class Resolving:
+    """Pickling for a frozen attrs class some of whose fields may be callables working
+    the value out when first read: they are worked out before the instance is pickled."""
+
+    __slots__ = ()
+
+    _lazy: ClassVar[frozenset[str]] = frozenset()
+
+    def __getstate__(self) -> dict[str, Any]:
+        names = [f.name for f in attrs.fields(type(self))]  # type: ignore[arg-type]
+        return {
+            name: _resolved(getattr(self, name)) if name in self._lazy else getattr(self, name)
+            for name in names
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
@@ -193,8 +218,8 @@ class CampaignTrace:
     excluded: str | None = None
 
 
-@attrs.frozen
-class IntegrationState:
+@attrs.frozen(getstate_setstate=False)  # Resolving's: lazy fields worked out first
+class IntegrationState(Resolving):
     """The answer to an update, shaped like Talon.One's ``IntegrationStateV2``.
 
     ``session`` is the evaluated session model (V1 or V2, as sent; a V2
@@ -207,10 +232,14 @@ class IntegrationState:
     session_id: str
     session: AnySession
     effects: tuple[Effect, ...]
-    rule_failure_reasons: tuple[RuleFailureReason, ...] = ()
+    _rule_failure_reasons: (
+        tuple[RuleFailureReason, ...] | Callable[[], tuple[RuleFailureReason, ...]]
+    ) = attrs.field(default=(), alias="rule_failure_reasons", eq=_resolved)
     created_coupons: tuple[Any, ...] = ()
     created_referrals: tuple[Any, ...] = ()
-    trace: tuple[CampaignTrace, ...] = attrs.field(default=(), eq=False, repr=False)
+    _trace: tuple[CampaignTrace, ...] | Callable[[], tuple[CampaignTrace, ...]] = attrs.field(
+        default=(), alias="trace", eq=False, repr=False
+    )
     dry: bool = attrs.field(default=False, eq=False)
     action: str = "update"
     """What answered: ``update`` (an evaluation), ``cancel``, ``reopen`` or ``return``."""
@@ -220,6 +249,26 @@ class IntegrationState:
     )
     """What the request's ``responseContent`` asked for (None: not a V2 request)."""
     extras: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+
+    _lazy: ClassVar[frozenset[str]] = frozenset({"_rule_failure_reasons", "_trace"})
+
+    @property
+    def rule_failure_reasons(self) -> tuple[RuleFailureReason, ...]:
+        """Why each rule did not fire (built when first read)."""
+        found = self._rule_failure_reasons
+        if callable(found):
+            found = found()
+            object.__setattr__(self, "_rule_failure_reasons", found)
+        return found
+
+    @property
+    def trace(self) -> tuple[CampaignTrace, ...]:
+        """Each campaign's fate, for ``explain()`` (built when first read)."""
+        found = self._trace
+        if callable(found):
+            found = found()
+            object.__setattr__(self, "_trace", found)
+        return found
 
     # -- convenience for tests and notebooks --------------------------------
 

@@ -245,7 +245,7 @@ def test_a_passing_or_sandbox_free_failing_test_gets_no_evaluation_section(
 
 
 STEERED_TEST = """
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from sandbox import Sandbox, conditions as c, effects as e
 from strategies import sessions
 
@@ -258,7 +258,9 @@ def build():
 
 SB = build()
 
-@settings(max_examples=40)
+# The strategy's first draw reads the rules (a one-time cost a loaded machine can stretch
+# past the health check's limit); steering, not speed, is under test here.
+@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
 @given(sessions(SB))
 def test_answers(s):
     SB.update("s1", s, dry=True)
@@ -425,8 +427,9 @@ def test_a_lifecycle_over_a_rule_with_a_module_level_set_fails_plainly_naming_th
     pytester.makepyfile(LIFECYCLE_WITH_OUTSIDE_STATE)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:benchmark")
     result.assert_outcomes(failed=1)
-    out = result.stdout.str()
-    assert "Flaky" not in out.split("short test summary info")[-1]
+    # No Flaky error of Hypothesis' (the word may appear in the lifecycle's source shown
+    # in the traceback, in a comment); the error named is the rule keeping outside state.
+    assert "hypothesis.errors.Flaky" not in result.stdout.str()
     result.stdout.fnmatch_lines(
-        ["FAILED *OutsideStateError: rule 'first visit' in campaign 'Welcome'*outside the sandbox"]
+        ["*OutsideStateError: rule 'first visit' in campaign 'Welcome'*outside the sandbox*"]
     )
