@@ -577,7 +577,7 @@ class Sandbox:
         old = self._profiles.get(profile_id)
         if old is None:
             return ProfileRecord(self._peek_id("profile"), at, {}, at)
-        return attrs.evolve(old, last_activity=at)
+        return ProfileRecord(old.id, old.created, old.attributes, at)
 
     def _keep_profile(self, profile_id: str | None, record: ProfileRecord | None) -> None:
         if profile_id and record is not None:
@@ -639,6 +639,7 @@ class Sandbox:
         session_id: str = "",
         profile: CustomerProfile | None = None,
     ) -> World:
+        plan = self._current_plan()
         return World(
             campaigns=tuple(self._campaigns),
             coupons=MappingProxyType(self._coupons),
@@ -651,8 +652,8 @@ class Sandbox:
             cost_ids=MappingProxyType(self._cost_ids),
             profile=profile,
             session_id=session_id,
-            campaigns_by_name={c.name: c for c in self._campaigns},
-            plan=self._current_plan(),
+            campaigns_by_name=plan.by_name,
+            plan=plan,
         )
 
     def evaluate(
@@ -848,7 +849,9 @@ class Sandbox:
                     SessionState.CLOSED,
                     evaluation.effects,
                     # What rollbacks need: the effects and charges, not the why of each rule.
-                    closed_with=attrs.evolve(evaluation, failures=(), trace=()),
+                    closed_with=Evaluation(
+                        evaluation.effects, (), (), evaluation.charges, evaluation.created
+                    ),
                     committed=evaluation.charges,
                     discounts_left=tuple(
                         (i, e.props["value"])
@@ -973,11 +976,9 @@ class Sandbox:
         profile = session.profile_id
         first = not profile or self._first_sessions.get(profile, session_id) == session_id
         if stored is not None and stored.meta is not None:
-            return attrs.evolve(
-                stored.meta,
-                updated=at,
-                update_count=stored.meta.update_count + 1,
-                first_session=first,
+            meta = stored.meta
+            return SessionMeta(
+                meta.id, meta.created, at, meta.application_id, first, meta.update_count + 1
             )
         number = self._peek_session_number()
         return SessionMeta(number, at, at, self.application_id, first, 1)

@@ -227,28 +227,28 @@ def _budget_keys(
 
 def _discount_props(run: Run, desired: Desired, value: Decimal) -> dict[str, Any]:
     spec = desired.spec
+    if isinstance(spec, SetDiscount):
+        return {"name": spec.name, "value": value}
     props: dict[str, Any]
     if isinstance(spec, SetDiscountPerItem):
         props = {"name": f"{spec.name}#{desired.position}", "value": value}
         props["position"] = desired.position
         if desired.sub_position is not None:
             props["subPosition"] = desired.sub_position
-    elif isinstance(spec, SetDiscountPerAdditionalCost | SetDiscountPerAdditionalCostPerItem):
-        props = {
-            "name": spec.name
-            if isinstance(spec, SetDiscountPerAdditionalCost)
-            else f"{spec.name}#{desired.position}",
-            "additionalCostId": run.world.cost_ids.get(spec.cost, 0),
-            "additionalCost": spec.cost,
-            "value": value,
-        }
-        if desired.position is not None:
-            props["position"] = desired.position
-        if desired.sub_position is not None:
-            props["subPosition"] = desired.sub_position
-    else:
-        assert isinstance(spec, SetDiscount)
-        props = {"name": spec.name, "value": value}
+        return props
+    assert isinstance(spec, SetDiscountPerAdditionalCost | SetDiscountPerAdditionalCostPerItem)
+    props = {
+        "name": spec.name
+        if isinstance(spec, SetDiscountPerAdditionalCost)
+        else f"{spec.name}#{desired.position}",
+        "additionalCostId": run.world.cost_ids.get(spec.cost, 0),
+        "additionalCost": spec.cost,
+        "value": value,
+    }
+    if desired.position is not None:
+        props["position"] = desired.position
+    if desired.sub_position is not None:
+        props["subPosition"] = desired.sub_position
     return props
 
 
@@ -281,6 +281,8 @@ def _apply_rule(
     quantum = run.quantum
     partial = run.settings.partial_discounts
     rule = fired.rule
+    campaign_id, group_id, group_mode = plan.id, plan.group_id, plan.group_mode
+    rule_index, rule_title = rule.index, rule.title
 
     def used(key: CounterKey) -> Decimal:
         found = pending.get(key)
@@ -290,18 +292,20 @@ def _apply_rule(
         spec = desired.spec
         if desired.missing is not None:
             return [], [], (desired.effect_index, desired.missing)
-        props = dict(desired.props) if desired.props else {}
         if desired.created is not None:
             code = desired.created.code
             if any(c.code == code for c in (*run.created, *created)):
                 return [], [], (desired.effect_index, f"the code {code!r} is already created")
             created.append(desired.created)
-        value = desired.value
-        if value is not None:
-            want = value
-            if isinstance(spec, SetDiscount) and spec.name in own_names:
+        want = desired.value
+        if want is None:
+            props = dict(desired.props) if desired.props else {}
+        else:
+            value = want
+            named = spec.name if isinstance(spec, SetDiscount) else None
+            if named is not None and named in own_names:
                 # The same name twice in one rule: the later one overwrites too.
-                mine = own_names.pop(spec.name)
+                mine = own_names.pop(named)
                 replaced = effects[mine]
                 assert replaced is not None
                 effects[mine] = None
@@ -310,9 +314,9 @@ def _apply_rule(
                     if charge.effect_ref == mine:
                         pending[charge.key] = used(charge.key) - charge.amount
                 charges = [c for c in charges if c.effect_ref != mine]
-            elif isinstance(spec, SetDiscount) and spec.name in run.discount_by_name:
+            elif named is not None and named in run.discount_by_name:
                 # Same name overwrites: the earlier discount's room comes back first.
-                earlier_index = run.discount_by_name[spec.name]
+                earlier_index = run.discount_by_name[named]
                 earlier = run.effects[earlier_index]
                 if earlier is not None and earlier_index not in overwritten:
                     overwritten.append(earlier_index)
@@ -322,28 +326,32 @@ def _apply_rule(
                             pending[charge.key] = used(charge.key) - charge.amount
             cap = session_left
             slot = desired.slot
+            slot_left = ZERO
             if slot is not None:
-                slot_left = left.get(slot)
-                if slot_left is None:
-                    slot_left = run_left.get(slot)
-                cap = min(cap, desired.base if slot_left is None else slot_left)
+                found = left.get(slot)
+                if found is None:
+                    found = run_left.get(slot)
+                slot_left = desired.base if found is None else found
+                if slot_left < cap:
+                    cap = slot_left
             # A capped value is in currency precision too; rounded down so the cap holds
             # (a line of 3 x 0.333 gives 0.99 off, not 1.00).
-            if want > cap:
-                value = min(want, max(cap, ZERO).quantize(quantum, ROUND_DOWN))
+            if value > cap:
+                value = max(cap, ZERO).quantize(quantum, ROUND_DOWN)
             if budgets is None:
-                budgets = run.budgets.get(plan.id)
+                budgets = run.budgets.get(campaign_id)
                 if budgets is None:
-                    budgets = run.budgets[plan.id] = (
+                    budgets = run.budgets[campaign_id] = (
                         _budget_keys(run, plan, plan.discount_limits, scope),
                         _budget_keys(run, plan, plan.effect_limits, scope),
                     )
             (budget_keys, missing), (count_keys, missing_count) = budgets
             if missing or missing_count:
                 return [], [], (desired.effect_index, missing or missing_count or "")
-            for key, limit in count_keys:
-                if limit.limit - counters.get(key, ZERO) - used(key) < 1:
-                    return [], [], (desired.effect_index, f"limit {limit.describe()} reached")
+            if count_keys:
+                for key, limit in count_keys:
+                    if limit.limit - counters.get(key, ZERO) - used(key) < 1:
+                        return [], [], (desired.effect_index, f"limit {limit.describe()} reached")
             if budget_keys:
                 room = min(
                     limit.limit - counters.get(key, ZERO) - used(key) for key, limit in budget_keys
@@ -371,26 +379,24 @@ def _apply_rule(
                     charges.append(Charge(key, ONE, effect_ref=len(effects)))
             session_left -= value
             if slot is not None:
-                slot_left = left.get(slot)
-                if slot_left is None:
-                    slot_left = run_left.get(slot)
-                left[slot] = (desired.base if slot_left is None else slot_left) - value
-            props.update(_discount_props(run, desired, value))
-            if isinstance(spec, SetDiscount):
-                own_names[spec.name] = len(effects)
+                left[slot] = slot_left - value
+            props = _discount_props(run, desired, value)
+            if named is not None:
+                own_names[named] = len(effects)
             if value != want:
                 props["desiredValue"] = want
         effects.append(
             Effect(
-                effect_type=spec.effect_type,
-                campaign_id=plan.id,
-                ruleset_id=plan.id,
-                rule_index=rule.index,
-                rule_name=rule.title,
-                props=props,
-                triggered_by_coupon=triggered_by,
-                evaluation_group_id=plan.group_id,
-                evaluation_group_mode=plan.group_mode,
+                spec.effect_type,
+                campaign_id,
+                campaign_id,
+                rule_index,
+                rule_title,
+                props,
+                triggered_by,
+                None,
+                group_id,
+                group_mode,
             )
         )
     if trial:

@@ -121,12 +121,13 @@ def _tiers(limits: Sequence[Limit]) -> tuple[tuple[int, Limit], ...]:
 class Plan:
     """A rule set compiled for evaluation: its campaigns in evaluation order."""
 
-    __slots__ = ("by_id", "campaigns", "version")
+    __slots__ = ("by_id", "by_name", "campaigns", "version")
 
     def __init__(self, campaigns: Sequence[Campaign], version: int) -> None:
         self.version = version
         self.campaigns: tuple[CampaignPlan, ...] = tuple(CampaignPlan(c) for c in campaigns)
         self.by_id: dict[int, CampaignPlan] = {p.id: p for p in self.campaigns}
+        self.by_name: dict[str, Campaign] = {c.name: c for c in campaigns}
 
 
 def compile_plan(campaigns: Sequence[Campaign], version: int = 0) -> Plan:
