@@ -4,9 +4,9 @@ The public namespace; the implementation lives in the modules beside it.
 """
 
 from sandbox import conditions, effects
+from sandbox import display as _display  # noqa: F401 - registers the Jupyter renderers
 from sandbox.codec import dumps, from_wire, loads, to_wire
 from sandbox.core import CouponView, LimitCounter, ReferralView, Sandbox, StoredSession
-from sandbox.display import Explanation
 from sandbox.engine import Context, Evaluation
 from sandbox.errors import (
     DefinitionError,
@@ -30,7 +30,7 @@ from sandbox.models import (
     SessionState,
 )
 from sandbox.rules import Campaign, Coupon, Group, Limit, Referral, Rule
-from sandbox.state import Effect, IntegrationState, RuleFailureReason, SessionMeta
+from sandbox.state import Effect, Explanation, IntegrationState, RuleFailureReason, SessionMeta
 from sandbox.talon import (
     CouponRejection,
     EffectType,

@@ -8,10 +8,10 @@ output cell is self-contained (no stylesheet, no script, no network).
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 GREEN, RED, AMBER, GREY = "#1a7f37", "#cf222e", "#9a6700", "#6e7781"
 CELL = "padding:2px 8px;text-align:left;vertical-align:top"
@@ -103,3 +103,31 @@ def box(kind: str, body_html: str) -> str:
         f"<div class='promo-sandbox-{esc(kind)}' style='font-family:sans-serif;font-size:13px'>"
         f"{body_html}</div>"
     )
+
+
+# ---------------------------------------------------------------------------
+# Which function renders which class (sandbox.display registers them)
+
+_RENDERERS: dict[type, Callable[[Any], str]] = {}
+_T = TypeVar("_T")
+
+
+def renders(*classes: type) -> Callable[[Callable[[_T], str]], Callable[[_T], str]]:
+    """Register a function as the HTML of instances of ``classes`` (and subclasses)."""
+
+    def register(fn: Callable[[_T], str]) -> Callable[[_T], str]:
+        for cls in classes:
+            _RENDERERS[cls] = fn
+        return fn
+
+    return register
+
+
+def html_of(obj: Any) -> str:
+    """The registered HTML of ``obj``; a model's ``_repr_html_`` returns this, so the
+    models need not import the display code (which imports them)."""
+    for cls in type(obj).__mro__:
+        found = _RENDERERS.get(cls)
+        if found is not None:
+            return found(obj)
+    return box(type(obj).__name__, f"<pre>{esc(repr(obj))}</pre>")

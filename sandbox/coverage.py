@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from sandbox._html import html_of
 from sandbox.talon import CouponRejection, EffectType, ReferralRejection
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Coverage", "RuleCoverage"]
 
-_REASONS: tuple[tuple[str, str], ...] = tuple(
+REASONS: tuple[tuple[str, str], ...] = tuple(
     [("coupon", r.value) for r in CouponRejection]
     + [("referral", r.value) for r in ReferralRejection]
 )
@@ -167,7 +168,7 @@ class Coverage:
     @property
     def never_produced(self) -> list[tuple[str, str]]:
         """Talon.One's rejection reasons no answer gave."""
-        return [reason for reason in _REASONS if not self.reasons.get(reason)]
+        return [reason for reason in REASONS if not self.reasons.get(reason)]
 
     def merge(self, other: Coverage) -> None:
         with self._lock:
@@ -231,7 +232,7 @@ class Coverage:
             for index, n in sorted(r.effect_failures.items()):
                 lines.append(f"    effect {index}: could not be applied {n}")
         lines.append("rejection reasons")
-        for kind, reason in _REASONS:
+        for kind, reason in REASONS:
             n = self.reasons.get((kind, reason), 0)
             lines.append(f"  {kind} {reason}: {n if n else 'never produced'}")
         return "\n".join(lines)
@@ -240,6 +241,4 @@ class Coverage:
         return self.report()
 
     def _repr_html_(self) -> str:
-        from sandbox.display import coverage_html
-
-        return coverage_html(self)
+        return html_of(self)

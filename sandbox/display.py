@@ -1,9 +1,9 @@
 """Rich display for Jupyter: small self-contained HTML, every user string escaped.
 
-The model classes call these from their ``_repr_html_`` (imported lazily, so
-``import sandbox`` stays light); plain ``repr`` stays the attrs repr.
-:class:`Explanation` is what ``IntegrationState.explain()`` returns: a ``str``
-with exactly the text it always had, which Jupyter renders as tables.
+Each renderer is registered for its class (``sandbox._html.renders``); a model's
+``_repr_html_`` asks the registry, so the models need not import this module. Plain
+``repr`` stays the attrs repr. :class:`~sandbox.state.Explanation`, what
+``IntegrationState.explain()`` returns, renders as tables.
 """
 
 from __future__ import annotations
@@ -27,17 +27,31 @@ from sandbox._html import (
     fold,
     pairs,
     plain,
+    renders,
     section,
     table,
+)
+from sandbox.conditions import as_condition
+from sandbox.core import LimitCounter, Sandbox
+from sandbox.coverage import REASONS, Coverage
+from sandbox.models import NewCustomerSession, NewCustomerSessionV2, SessionState, wire_name
+from sandbox.profiles import CustomerProfile
+from sandbox.rules import Campaign
+from sandbox.sessions import StoredSession
+from sandbox.state import (
+    EXCLUSION_REASONS,
+    CampaignTrace,
+    Effect,
+    Explanation,
+    IntegrationState,
+    ProfileState,
+    RuleTrace,
+    effect_phrase,
 )
 from sandbox.talon import EffectType
 
 if TYPE_CHECKING:
-    from sandbox.core import LimitCounter, Sandbox, StoredSession
-    from sandbox.coverage import Coverage
-    from sandbox.profiles import CustomerProfile
-    from sandbox.rules import Campaign, Limit
-    from sandbox.state import CampaignTrace, Effect, IntegrationState, ProfileState, RuleTrace
+    from sandbox.rules import Limit
 
 __all__ = [
     "Explanation",
@@ -165,31 +179,6 @@ def _why(state: IntegrationState) -> str:
 # Explanation
 
 
-class Explanation(str):
-    """What ``IntegrationState.explain()`` returns: the explanation as text.
-
-    It is a ``str`` (``str(x)``, ``print(x)``, ``in`` and ``==`` behave as
-    before); Jupyter shows it as tables of rules fired and not fired, with the
-    failing condition and the values it saw, and IPython's plain display
-    prints the text instead of a quoted string full of ``\\n``.
-    """
-
-    state: IntegrationState | None
-
-    def __new__(cls, text: str, state: IntegrationState | None = None) -> Explanation:
-        made = super().__new__(cls, text)
-        made.state = state
-        return made
-
-    def _repr_html_(self) -> str:
-        if self.state is None:  # made from text alone: show the text
-            return box("explanation", f"<pre>{esc(self)}</pre>")
-        return explanation_html(self.state)
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(str(self))
-
-
 def explanation_html(state: IntegrationState) -> str:
     """Codes accepted and rejected, then each campaign's rules: fired or why not."""
     parts = [_heading(state)]
@@ -220,7 +209,6 @@ def _code_row(effect: Effect) -> list[str]:
 
 
 def _campaign_explanation(state: IntegrationState, campaign: CampaignTrace) -> str:
-    from sandbox.state import _EXCLUSIONS
 
     head = f"campaign {campaign.campaign_id} {esc(campaign.name)}"
     if campaign.skipped:
@@ -230,7 +218,7 @@ def _campaign_explanation(state: IntegrationState, campaign: CampaignTrace) -> s
         )
     note = ""
     if campaign.excluded:
-        why = _EXCLUSIONS.get(campaign.excluded, "")
+        why = EXCLUSION_REASONS.get(campaign.excluded, "")
         note = ": " + coloured(
             f"excluded by its evaluation group: {esc(campaign.excluded)}"
             + (f" ({esc(why)})" if why else ""),
@@ -245,12 +233,11 @@ def _campaign_explanation(state: IntegrationState, campaign: CampaignTrace) -> s
 
 
 def _rule_row(state: IntegrationState, campaign: CampaignTrace, rule: RuleTrace) -> list[str]:
-    from sandbox.state import _effect_phrase
 
     cells = [esc(rule.index), esc(rule.title)]
     if rule.fired:
         gave = [
-            esc(_effect_phrase(e))
+            esc(effect_phrase(e))
             for e in state.effects
             if e.campaign_id == campaign.campaign_id
             and e.rule_index == rule.index
@@ -287,7 +274,6 @@ def _split_seen(details: str) -> tuple[str, str]:
 
 
 def _outcome_line(state: IntegrationState) -> str:
-    from sandbox.models import SessionState
 
     lines = []
     if state.total_discount:
@@ -306,8 +292,6 @@ def _outcome_line(state: IntegrationState) -> str:
 
 
 def _rollback_section(state: IntegrationState) -> str:
-    from sandbox.models import SessionState
-    from sandbox.state import _effect_phrase
 
     rollbacks = state.rollbacks
     if not rollbacks:
@@ -320,7 +304,7 @@ def _rollback_section(state: IntegrationState) -> str:
     rows = [
         [
             coloured(esc(e.effect_type.value), AMBER, bold=True),
-            esc(_effect_phrase(e)),
+            esc(effect_phrase(e)),
             esc(e.campaign_id),
             esc(e.rule_name),
         ]
@@ -361,7 +345,6 @@ def session_html(session: Any, *, title: str | None = None) -> str:
 
 
 def _wire(field: attrs.Attribute[Any]) -> str:
-    from sandbox.models import wire_name
 
     return wire_name(field) if "wire" in field.metadata else field.name
 
@@ -428,7 +411,6 @@ def _total_properties(cls: type) -> list[str]:
 
 def stored_session_html(stored: StoredSession) -> str:
     """The stored session, its last answer, what its close committed and what is left."""
-    from sandbox.state import _effect_phrase
 
     state = stored.state.value
     body = [f"<div><b>stored session {esc(stored.session_id)}</b> ({esc(state)})</div>"]
@@ -454,7 +436,7 @@ def stored_session_html(stored: StoredSession) -> str:
         )
     )
     left = [
-        [esc(_effect_phrase(closing[i]) if i < len(closing) else i), esc(value)]
+        [esc(effect_phrase(closing[i]) if i < len(closing) else i), esc(value)]
         for i, value in stored.discounts_left
     ]
     if left:
@@ -613,7 +595,6 @@ def effect_spec_text(spec: Any) -> str:
     >>> effect_spec_text(e.set_discount_per_item("Shoes", percent=20, where=lambda i: i.category == 'shoes'))
     "set_discount_per_item('Shoes', percent=20, where=i.category == 'shoes')"
     """
-    from sandbox.conditions import as_condition
 
     def show(value: Any) -> str:
         if isinstance(value, Decimal):
@@ -793,6 +774,26 @@ def coverage_html(cov: Coverage) -> str:
 
 
 def _all_reasons() -> list[tuple[str, str]]:
-    from sandbox.coverage import _REASONS
 
-    return list(_REASONS)
+    return list(REASONS)
+
+
+# ---------------------------------------------------------------------------
+# Which renderer shows which class in Jupyter
+
+
+def _explanation(explanation: Explanation) -> str:
+    if explanation.state is None:  # made from text alone: show the text
+        return box("explanation", f"<pre>{esc(explanation)}</pre>")
+    return explanation_html(explanation.state)
+
+
+renders(NewCustomerSession, NewCustomerSessionV2)(session_html)
+renders(CustomerProfile)(profile_html)
+renders(Campaign)(campaign_html)
+renders(StoredSession)(stored_session_html)
+renders(IntegrationState)(integration_state_html)
+renders(ProfileState)(profile_state_html)
+renders(Sandbox)(sandbox_html)
+renders(Coverage)(coverage_html)
+renders(Explanation)(_explanation)

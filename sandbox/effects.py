@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import attrs
 
+from sandbox.checks import check_code_shape, parse_time
 from sandbox.errors import DefinitionError
-from sandbox.models import MAX_MONEY, CartItem, _to_json, bound_problem, json_value
+from sandbox.models import MAX_MONEY, CartItem, bound_problem, json_value, to_json
 from sandbox.talon import EffectType
 
 if TYPE_CHECKING:
@@ -380,7 +381,6 @@ _PATTERN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
 
 
 def _code_or_pattern(builder: str, value: Any, pattern: Any) -> tuple[Any, str]:
-    from sandbox.rules import check_code_shape
 
     if value is not None and not callable(value):
         check_code_shape(value, builder.removeprefix("create_"), f"{builder}(value=...)")
@@ -401,7 +401,6 @@ def _code_or_pattern(builder: str, value: Any, pattern: Any) -> tuple[Any, str]:
 
 
 def _validity(builder: str, start: Any, expiry: Any, valid_days: Any) -> tuple[Any, Any, Any]:
-    from sandbox.rules import parse_time
 
     start_at = None if start is None else parse_time(start, f"{builder}(start_date=...)")
     expiry_at = None if expiry is None else parse_time(expiry, f"{builder}(expiry_date=...)")
@@ -522,7 +521,7 @@ def update_attribute(path: str, value: Any) -> UpdateAttribute:
     back in every answer that carries the effect).
     """
     name = _name(path, "update_attribute(path)")
-    problems = list(json_value("value", _to_json(value)))
+    problems = list(json_value("value", to_json(value)))
     if problems:
         raise DefinitionError(
             f"update_attribute({name!r}, value): " + "; ".join(p.message for p in problems)

@@ -29,6 +29,7 @@ from typing import Any, TypeAlias, TypeVar
 
 import attrs
 
+from sandbox._html import html_of
 from sandbox.errors import Problem, ValidationError, escape_pointer_token
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "NewCustomerSessionV2",
     "Product",
     "ProfileResponseContent",
+    "ProfileUpdate",
     "ResponseContent",
     "ReturnedCartItem",
     "SessionState",
@@ -56,6 +58,7 @@ __all__ = [
     "describe",
     "replace",
     "shown_number",
+    "to_json",
 ]
 
 # Talon.One's documented limits.
@@ -152,7 +155,7 @@ def _to_state(value: SessionState | str) -> Any:
     return value
 
 
-def _to_json(value: Any, depth: int = 0) -> Any:
+def to_json(value: Any, depth: int = 0) -> Any:
     """Floats in attribute values become Decimal, so money stays exact.
 
     ``depth`` 0 is the attributes object itself. Beyond the depth bound values
@@ -162,9 +165,9 @@ def _to_json(value: Any, depth: int = 0) -> Any:
     if depth > MAX_ATTRIBUTE_DEPTH:
         return value
     if isinstance(value, dict):
-        return {k: _to_json(v, depth + 1) for k, v in value.items()}
+        return {k: to_json(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_to_json(v, depth + 1) for v in value]
+        return [to_json(v, depth + 1) for v in value]
     return value
 
 
@@ -614,7 +617,7 @@ class CartItem(_Validated):
     length: Decimal | None = wire_field(number(), default=None, converter=_to_decimal)
     position: Decimal | None = wire_field(number(), default=None, converter=_to_decimal)
     attributes: dict[str, JSONValue] | None = wire_field(
-        object_of(json_value), default=None, converter=_to_json, hash=False
+        object_of(json_value), default=None, converter=to_json, hash=False
     )
     returned_quantity: int | None = wire_field(
         integer(minimum=0, maximum=MAX_QUANTITY), default=None
@@ -706,7 +709,7 @@ class NewCustomerSession(_Validated):
     )
     total: Decimal | None = wire_field(money, default=None, converter=_to_decimal)
     attributes: dict[str, JSONValue] | None = wire_field(
-        object_of(json_value), default=None, converter=_to_json, hash=False
+        object_of(json_value), default=None, converter=to_json, hash=False
     )
 
     def _cross_field_problems(self) -> Iterator[Problem]:
@@ -759,9 +762,7 @@ class NewCustomerSession(_Validated):
         return 1
 
     def _repr_html_(self) -> str:
-        from sandbox.display import session_html
-
-        return session_html(self)
+        return html_of(self)
 
 
 MAX_COUPON_CODES = 100
@@ -818,7 +819,7 @@ class NewCustomerSessionV2(_Validated):
         converter=_to_tuple,
     )
     attributes: dict[str, JSONValue] | None = wire_field(
-        object_of(json_value), default=None, converter=_to_json, hash=False
+        object_of(json_value), default=None, converter=to_json, hash=False
     )
 
     def _cross_field_problems(self) -> Iterator[Problem]:
@@ -880,9 +881,7 @@ class NewCustomerSessionV2(_Validated):
         return 2
 
     def _repr_html_(self) -> str:
-        from sandbox.display import session_html
-
-        return session_html(self)
+        return html_of(self)
 
 
 class ResponseContent(enum.StrEnum):
@@ -909,6 +908,38 @@ class ProfileResponseContent(enum.StrEnum):
     EVENT = "event"
     AWARDED_GIVEAWAYS = "awardedGiveaways"
     RULE_FAILURE_REASONS = "ruleFailureReasons"
+
+
+def _to_profile_content(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        known = ProfileResponseContent._value2member_map_
+        return tuple(
+            ProfileResponseContent(v) if isinstance(v, str) and v in known else v for v in value
+        )
+    return value
+
+
+@attrs.frozen
+class ProfileUpdate(_Validated):
+    """The body of ``PUT /v2/customer_profiles/{integrationId}`` (``CustomerProfileIntegrationRequestV2``).
+
+    ``attributes`` merge onto the profile's: a key sent replaces the stored
+    value, keys left out stay. ``audiences_changes`` is accepted and ignored
+    (the sandbox has no audiences).
+    """
+
+    attributes: dict[str, JSONValue] | None = wire_field(
+        object_of(json_value), default=None, converter=to_json, hash=False
+    )
+    evaluable_campaign_ids: tuple[int, ...] | None = wire_field(
+        array_of(integer(minimum=1)), default=None, converter=_to_tuple
+    )
+    audiences_changes: dict[str, JSONValue] | None = wire_field(
+        object_of(json_value), default=None, converter=to_json, hash=False
+    )
+    response_content: tuple[ProfileResponseContent, ...] | None = wire_field(
+        array_of(one_of(ProfileResponseContent)), default=None, converter=_to_profile_content
+    )
 
 
 def _to_response_content(value: Any) -> Any:

@@ -22,59 +22,20 @@ from typing import Any
 
 import attrs
 
-from sandbox.models import (
-    JSONValue,
-    ProfileResponseContent,
-    _to_json,
-    _to_tuple,
-    _Validated,
-    array_of,
-    integer,
-    json_value,
-    object_of,
-    one_of,
-    wire_field,
-)
+from sandbox._html import html_of
+from sandbox.ledger import Ledger, ProfileStats
+from sandbox.models import ProfileResponseContent, ProfileUpdate
 from sandbox.state import wire_time
 
-__all__ = ["CustomerProfile", "ProfileRecord", "ProfileResponseContent", "ProfileUpdate"]
+__all__ = [
+    "CustomerProfile",
+    "ProfileRecord",
+    "ProfileResponseContent",
+    "ProfileStore",
+    "ProfileUpdate",
+]
 
 ACCOUNT_ID = 1  # the one account a sandbox's Application belongs to
-
-
-def _to_profile_content(value: Any) -> Any:
-    if isinstance(value, list | tuple):
-        known = ProfileResponseContent._value2member_map_
-        return tuple(
-            ProfileResponseContent(v) if isinstance(v, str) and v in known else v for v in value
-        )
-    return value
-
-
-@attrs.frozen
-class ProfileUpdate(_Validated):
-    """The body of ``PUT /v2/customer_profiles/{integrationId}`` (``CustomerProfileIntegrationRequestV2``).
-
-    ``attributes`` merge onto the profile's: a key sent replaces the stored
-    value, keys left out stay. ``audiences_changes`` is accepted and ignored
-    (the sandbox has no audiences).
-    """
-
-    attributes: dict[str, JSONValue] | None = wire_field(
-        object_of(json_value), default=None, converter=_to_json, hash=False
-    )
-    evaluable_campaign_ids: tuple[int, ...] | None = wire_field(
-        array_of(integer(minimum=1)), default=None, converter=_to_tuple
-    )
-    audiences_changes: dict[str, JSONValue] | None = wire_field(
-        object_of(json_value), default=None, converter=_to_json, hash=False
-    )
-    response_content: tuple[ProfileResponseContent, ...] | None = wire_field(
-        array_of(one_of(ProfileResponseContent)), default=None, converter=_to_profile_content
-    )
-
-
-attrs.resolve_types(ProfileUpdate)  # the codec reads real types, not this module's strings
 
 
 @attrs.frozen
@@ -131,6 +92,60 @@ class CustomerProfile:
         }
 
     def _repr_html_(self) -> str:
-        from sandbox.display import profile_html
+        return html_of(self)
 
-        return profile_html(self)
+
+class ProfileStore:
+    """Each profile's record (id, creation, attributes, last activity), by integration id.
+
+    Its counters live in the ledger; :meth:`profile` puts the two together.
+    """
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.records: dict[str, ProfileRecord] = {}
+        self.last_id = 0
+
+    def __contains__(self, profile_id: object) -> bool:
+        return profile_id in self.records
+
+    def ids(self) -> list[str]:
+        """Every stored profile's integration id, oldest first."""
+        return list(self.records)
+
+    def profile(
+        self, profile_id: str | None, record: ProfileRecord | None = None
+    ) -> CustomerProfile | None:
+        """The stored profile (or ``record`` in its place), with the ledger's counters."""
+        if not profile_id:
+            return None
+        record = record or self.records.get(profile_id)
+        if record is None:
+            return None
+        stats = self.ledger.profile(profile_id) or ProfileStats(profile_id)
+        return CustomerProfile(
+            profile_id,
+            record.id,
+            record.created,
+            MappingProxyType(dict(record.attributes)),
+            stats.closed_sessions,
+            stats.total_sales,
+            record.last_activity,
+        )
+
+    def touched(self, profile_id: str | None, at: datetime) -> ProfileRecord | None:
+        """The profile's record after an activity at ``at`` (created if new); not stored."""
+        if not profile_id:
+            return None
+        old = self.records.get(profile_id)
+        if old is None:
+            return ProfileRecord(self.last_id + 1, at, {}, at)
+        return ProfileRecord(old.id, old.created, old.attributes, at)
+
+    def keep(self, profile_id: str | None, record: ProfileRecord | None) -> None:
+        """Store a profile's record (a new profile takes the next id)."""
+        if profile_id and record is not None:
+            if profile_id not in self.records:
+                self.last_id += 1
+            self.records[profile_id] = record
+            self.ledger.touch_profile(profile_id)

@@ -21,8 +21,8 @@ from sandbox.state import Effect, wire_time
 from sandbox.talon import CampaignState, EffectType
 
 if TYPE_CHECKING:
-    from sandbox.core import StoredSession
     from sandbox.engine import CreatedCode
+    from sandbox.sessions import StoredSession
 
 __all__ = [
     "campaign_wire",

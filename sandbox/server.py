@@ -69,6 +69,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from sandbox.checks import parse_time
 from sandbox.codec import from_wire, parse_json, to_plain
 from sandbox.core import Sandbox, StoredSession
 from sandbox.errors import (
@@ -84,7 +85,6 @@ from sandbox.errors import (
 )
 from sandbox.models import IntegrationRequest, ResponseContent
 from sandbox.responses import returns_wire
-from sandbox.rules import parse_time
 from sandbox.state import IntegrationState, wire_time
 
 __all__ = ["API_KEY_PREFIX", "MAX_BODY", "TalonServer", "create_app", "running", "serve"]

@@ -14,22 +14,25 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
+from sandbox._html import html_of
 from sandbox.codec import to_plain, to_wire
 from sandbox.models import AnySession, ResponseContent, SessionState
 from sandbox.talon import EffectType
 
 if TYPE_CHECKING:
-    from sandbox.display import Explanation
     from sandbox.profiles import CustomerProfile
 
 __all__ = [
+    "EXCLUSION_REASONS",
     "CampaignTrace",
     "Effect",
+    "Explanation",
     "IntegrationState",
     "ProfileState",
     "RuleFailureReason",
     "RuleTrace",
     "SessionMeta",
+    "effect_phrase",
     "wire_time",
 ]
 
@@ -385,8 +388,6 @@ class IntegrationState(Resolving):
         An answer to a cancel, reopen or return lists what was rolled back.
         The result is a ``str``; Jupyter renders it as tables.
         """
-        from sandbox.display import Explanation
-
         return Explanation("\n".join(self._explain_lines()), self)
 
     def _explain_lines(self) -> Iterator[str]:
@@ -415,7 +416,7 @@ class IntegrationState(Resolving):
                 yield f"{head}: not evaluated ({campaign.skipped})"
                 continue
             if campaign.excluded:
-                why = _EXCLUSIONS.get(campaign.excluded, "")
+                why = EXCLUSION_REASONS.get(campaign.excluded, "")
                 yield f"{head}: excluded by its evaluation group: {campaign.excluded}" + (
                     f" ({why})" if why else ""
                 )
@@ -453,7 +454,7 @@ class IntegrationState(Resolving):
             head = "rolled back what the close committed:"
         yield head + (" [dry run: nothing changed]" if self.dry else "")
         for effect in rollbacks:
-            yield f"  {effect.effect_type.value}: {_effect_phrase(effect)}{_origin(effect)}"
+            yield f"  {effect.effect_type.value}: {effect_phrase(effect)}{_origin(effect)}"
         total = sum(
             (e.props["value"] for e in rollbacks if e.effect_type is EffectType.ROLLBACK_DISCOUNT),
             Decimal(0),
@@ -465,7 +466,7 @@ class IntegrationState(Resolving):
         head = f"rule {rule.index} {rule.title!r}"
         if rule.fired:
             gave = [
-                _effect_phrase(e)
+                effect_phrase(e)
                 for e in self.effects
                 if e.campaign_id == campaign.campaign_id
                 and e.rule_index == rule.index
@@ -490,9 +491,7 @@ class IntegrationState(Resolving):
         return self.explain()
 
     def _repr_html_(self) -> str:
-        from sandbox.display import integration_state_html
-
-        return integration_state_html(self)
+        return html_of(self)
 
 
 _CODE_OUTCOMES = frozenset(
@@ -506,7 +505,7 @@ _CODE_OUTCOMES = frozenset(
 _ROLLBACKS = frozenset(
     {EffectType.ROLLBACK_COUPON, EffectType.ROLLBACK_REFERRAL, EffectType.ROLLBACK_DISCOUNT}
 )
-_EXCLUSIONS = {
+EXCLUSION_REASONS = {
     "CampaignGaveLowerDiscount": "another campaign of the group won the discount comparison",
     "CampaignIsNotFirst": "an earlier campaign of its listOrder group applied",
     "CampaignNotInEvaluationSet": "the campaign is not in the group's evaluation set",
@@ -527,7 +526,7 @@ def _code_outcome(effect: Effect) -> str:
     )
 
 
-def _effect_phrase(effect: Effect) -> str:
+def effect_phrase(effect: Effect) -> str:
     """One effect in a few words: ``discount '10% off' 8.00 (wanted 9.00) on item 1``."""
     props = effect.props
     kind = effect.effect_type
@@ -625,6 +624,27 @@ class ProfileState:
         return self.explain()
 
     def _repr_html_(self) -> str:
-        from sandbox.display import profile_state_html
+        return html_of(self)
 
-        return profile_state_html(self)
+
+class Explanation(str):
+    """What ``IntegrationState.explain()`` returns: the explanation as text.
+
+    It is a ``str`` (``str(x)``, ``print(x)``, ``in`` and ``==`` behave as
+    before); Jupyter shows it as tables of rules fired and not fired, with the
+    failing condition and the values it saw, and IPython's plain display
+    prints the text instead of a quoted string full of ``\\n``.
+    """
+
+    state: IntegrationState | None
+
+    def __new__(cls, text: str, state: IntegrationState | None = None) -> Explanation:
+        made = super().__new__(cls, text)
+        made.state = state
+        return made
+
+    def _repr_html_(self) -> str:
+        return html_of(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))
