@@ -16,6 +16,7 @@ the scaling rows. Run: ``python bench/engine.py [--rounds N] [--scaling]``.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import random
 import statistics
@@ -39,8 +40,8 @@ CATEGORIES = ("shoes", "books", "food", "toys", "garden")
 BUDGET = Decimal(5000)
 
 
-def build(*, coupons: int = 0, extra_campaigns: int = 0) -> Sandbox:
-    sb = Sandbox(now=NOW)
+def build(*, coupons: int = 0, extra_campaigns: int = 0, flatten: bool = True) -> Sandbox:
+    sb = Sandbox(now=NOW, flatten_cart_items=flatten)
     xmas = sb.campaign("Xmas", limits=[Limit("redeemCoupon", 1, entities=["Profile"])])
     for code in XMAS_CODES:
         xmas.coupon(code, usage_limit=3)
@@ -134,9 +135,14 @@ def workload(n: int = 1000, *, items: int = 10, seed: int = 7) -> list[dict[str,
 
 
 class HandWritten:
-    """The six campaigns of ``build()`` in plain Python with Decimal."""
+    """The six campaigns of ``build()`` in plain Python with Decimal.
 
-    def __init__(self) -> None:
+    ``flatten``: per-item discounts per unit (Talon.One's flattened cart, the sandbox's
+    default), else per cart line (``flatten_cart_items=False``: each line rounded once).
+    """
+
+    def __init__(self, flatten: bool = True) -> None:
+        self.flatten = flatten
         self.usage: Counter[str] = Counter()  # code -> redemptions
         self.xmas_profile: Counter[str] = Counter()
         self.device_identifier: Counter[str] = Counter()
@@ -206,13 +212,23 @@ class HandWritten:
             outcomes[friend] = "accepted"
         for item in items:
             if item["category"] == "shoes":
-                unit = (item["price"] * 20 / 100).quantize(CENT, ROUND_HALF_EVEN)
-                for _ in range(item["quantity"]):
-                    given += take(unit, item["price"])
+                if self.flatten:
+                    unit = (item["price"] * 20 / 100).quantize(CENT, ROUND_HALF_EVEN)
+                    for _ in range(item["quantity"]):
+                        given += take(unit, item["price"])
+                else:
+                    line_total = item["price"] * item["quantity"]
+                    given += take(
+                        (line_total * 20 / 100).quantize(CENT, ROUND_HALF_EVEN), line_total
+                    )
         for item in items:
             if item["category"] == "books":
-                for _ in range(item["quantity"]):
-                    given += take(Decimal(2), item["price"])
+                if self.flatten:
+                    for _ in range(item["quantity"]):
+                        given += take(Decimal(2), item["price"])
+                else:
+                    line_total = item["price"] * item["quantity"]
+                    given += take(Decimal(2) * item["quantity"], line_total)
         big = ZERO
         if total >= 100:
             value = min(Decimal(15), max(left, ZERO).quantize(CENT, ROUND_DOWN))
@@ -242,8 +258,8 @@ def sandbox_outcomes(state: Any) -> dict[str, str]:
     return found
 
 
-def check_agreement(sessions: list[dict[str, Any]]) -> None:
-    sb, hand = build(), HandWritten()
+def check_agreement(sessions: list[dict[str, Any]], *, flatten: bool = True) -> None:
+    sb, hand = build(flatten=flatten), HandWritten(flatten)
     for n, session in enumerate(sessions):
         state = sb.update(f"s{n}", session)
         given, outcomes = hand.run(session)
@@ -296,22 +312,25 @@ def run_sandbox(
     return run
 
 
-def run_hand(sessions: list[dict[str, Any]]) -> Callable[[], None]:
+def run_hand(sessions: list[dict[str, Any]], *, flatten: bool = True) -> Callable[[], None]:
     def run() -> None:
-        hand = HandWritten()
+        hand = HandWritten(flatten)
         for session in sessions:
             hand.run(session)
 
     return run
 
 
-def compare(label: str, sessions: list[Any], wire: list[dict[str, Any]], rounds: int) -> None:
+def compare(
+    label: str, sessions: list[Any], wire: list[dict[str, Any]], rounds: int, *, flatten: bool
+) -> None:
+    factory = functools.partial(build, flatten=flatten)
     ours, theirs = [], []
     for _ in range(rounds):
-        theirs.append(time_once(run_hand(wire), len(wire)))
-        ours.append(time_once(run_sandbox(sessions), len(sessions)))
+        theirs.append(time_once(run_hand(wire, flatten=flatten), len(wire)))
+        ours.append(time_once(run_sandbox(sessions, factory), len(sessions)))
     a, b = statistics.median(ours), statistics.median(theirs)
-    print(f"{label:<38} hand-written {b:8.1f} us  sandbox {a:8.1f} us  ratio {a / b:5.2f}x")
+    print(f"{label:<50} hand-written {b:8.1f} us  sandbox {a:8.1f} us  ratio {a / b:5.2f}x")
 
 
 def scaling(rounds: int) -> None:
@@ -334,17 +353,26 @@ def scaling(rounds: int) -> None:
             f"  stored sessions {stored:>6}: {statistics.median(times):7.1f} us"
             f"  (gc-tracked objects per stored session {tracked:.0f})"
         )
+    by_items: dict[int, float] = {}
     for items in (1, 20, 200):
         sessions = workload(200, items=items)
         times = [time_once(run_sandbox(sessions), len(sessions)) for _ in range(rounds)]
-        print(f"  cart items      {items:>6}: {statistics.median(times):7.1f} us")
-    for campaigns in (1, 10, 50):
+        by_items[items] = statistics.median(times)
+        print(f"  cart items      {items:>6}: {by_items[items]:7.1f} us")
+    # (about 1.05 x the mean size per session; most lines are a unit or two)
+    print(f"    one more cart item: {(by_items[200] - by_items[20]) / 180:.2f} us")
+    by_campaigns: dict[int, float] = {}
+    for extra in (0, 9, 49):
         sessions = workload(300)
         times = [
-            time_once(run_sandbox(sessions, lambda c=campaigns: build(extra_campaigns=c - 1)), 300)
+            time_once(run_sandbox(sessions, lambda c=extra: build(extra_campaigns=c)), 300)
             for _ in range(rounds)
         ]
-        print(f"  campaigns     +{campaigns:>6}: {statistics.median(times):7.1f} us")
+        by_campaigns[extra] = statistics.median(times)
+        print(f"  campaigns {6 + extra:>4} ({extra:>2} never fire): {by_campaigns[extra]:7.1f} us")
+    print(
+        f"    one more campaign that never fires: {(by_campaigns[49] - by_campaigns[0]) / 49:.2f} us"
+    )
     for coupons in (10, 100_000):
         sessions = workload(300)
         sb_factory = (lambda k=coupons: build(coupons=k)) if coupons > 10 else build
@@ -364,11 +392,13 @@ def main() -> None:
     parser.add_argument("--scaling", action="store_true")
     args = parser.parse_args()
     sessions = workload()
-    check_agreement(sessions)
-    print(f"agree: {len(sessions)} sessions, every total discount, code outcome and counter")
-    compare("wire dicts (as traffic arrives)", sessions, sessions, args.rounds)
     parsed = [from_wire(NewCustomerSessionV2, s) for s in sessions]
-    compare("pre-parsed models", parsed, sessions, args.rounds)
+    for flatten in (False, True):
+        check_agreement(sessions, flatten=flatten)
+        mode = "per unit (flattened)" if flatten else "per line (flatten_cart_items=False)"
+        print(f"agree, {mode}: {len(sessions)} sessions, every discount, code and counter")
+        compare(f"wire dicts, {mode}", sessions, sessions, args.rounds, flatten=flatten)
+        compare(f"pre-parsed models, {mode}", parsed, sessions, args.rounds, flatten=flatten)
     if args.scaling:
         scaling(max(3, args.rounds // 3))
 

@@ -39,7 +39,7 @@ from sandbox.models import (
     wire_name,
 )
 
-__all__ = ["Refused", "builder_source", "decoder_for"]
+__all__ = ["Refused", "builder_source", "decoder_for", "wire_struct"]
 
 Decoder = Callable[[Any], Any]
 
@@ -158,6 +158,11 @@ def decoder_for(cls: type) -> Decoder:
         return build(found)
 
     return decode
+
+
+def wire_struct(cls: type) -> Any:
+    """The msgspec Struct type mirroring a model class on the wire."""
+    return _plan(cls).struct
 
 
 def builder_source(cls: type) -> str:

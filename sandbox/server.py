@@ -50,6 +50,7 @@ background thread (what the pytest fixture ``talon_server`` uses);
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import secrets
 import socket
@@ -864,6 +865,9 @@ def serve(
     key = api_key or secrets.token_urlsafe(24)
     app = create_app(rules, api_key=key, max_body=max_body)
     sb = app.state.live.sandbox
+    # The rules, the app and the libraries live as long as the server: out of the garbage
+    # collector's sight, so its passes over the stored sessions stay short.
+    gc.freeze()
     sock = _listen(host, port)
     try:
         announce(
