@@ -426,6 +426,26 @@ class Sandbox:
                 tuple(self._inventory.referrals),
             )
 
+    # -- persistence (the logic is sandbox.persist's) ------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything requests changed (clock, sessions, counters, profiles, created
+        codes) as versioned JSON-ready data; see :mod:`sandbox.persist`."""
+        from sandbox import persist
+
+        with self._lock:
+            return persist.state_of(
+                self, self._now, self._inventory, self._sessions, self._profiles
+            )
+
+    def load_state(self, data: Mapping[str, Any]) -> None:
+        """Put back a :meth:`state_dict` into this sandbox, fresh from the same rules:
+        all or nothing (a :class:`~sandbox.persist.StateError` changes nothing)."""
+        from sandbox import persist
+
+        with self._mutating("sb.load_state()"):
+            self._now = persist.restore(self, self._inventory, self._sessions, self._profiles, data)
+
     @property
     def retired_codes(self) -> Mapping[str, tuple[str, int]]:
         """Created codes a cancel or reopen deleted again: code -> (kind, campaign id)."""
