@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from hypothesis import settings
-from hypothesis.stateful import precondition, rule
+from hypothesis.stateful import precondition, rule, run_state_machine_as_test
 
 from sandbox import Limit, Sandbox, persist
 from sandbox import conditions as c
@@ -151,9 +151,12 @@ class RestartingLifecycle(SessionLifecycle):
     @precondition(lambda self: bool(self.sb.sessions))
     @rule()
     def restart(self) -> None:
-        again = restarted(self.sb)
+        again = restarted(self.sb, self.make_sandbox)
         assert again.snapshot() == self.sb.snapshot()
         self.sb = again
+        type(self).restarts += 1
+
+    restarts = 0
 
 
 TestARestartAnywhereChangesNothingThatFollows = RestartingLifecycle.TestCase
@@ -357,3 +360,16 @@ def test_load_state_needs_a_sandbox_fresh_from_its_rules() -> None:
     with pytest.raises(StateError, match="needs a sandbox fresh from its rules"):
         busy.load_state(good_state())
     assert list(busy.sessions) == ["s9"]
+
+
+EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
+
+
+@pytest.mark.parametrize("rules", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_a_restart_changes_nothing_that_follows_for_each_example(rules: Path) -> None:
+    """The restarting lifecycle over each example rules file (a few short runs each)."""
+    machine = RestartingLifecycle.for_rules(rules, properties={})
+    run_state_machine_as_test(
+        machine, settings=settings(max_examples=5, stateful_step_count=15, deadline=None)
+    )
+    assert machine.restarts > 0
