@@ -30,7 +30,7 @@ from sandbox._html import html_of
 from sandbox.answers import Answers
 from sandbox.checks import enum_value, parse_time
 from sandbox.codec import from_wire, session_from_wire
-from sandbox.engine import Evaluation, Settings, World, evaluate
+from sandbox.engine import Evaluation, Event, Settings, World, evaluate
 from sandbox.errors import (
     DefinitionError,
     Problem,
@@ -58,6 +58,7 @@ from sandbox.models import (
 )
 from sandbox.models import replace as replace_model
 from sandbox.profiles import CustomerProfile, ProfileStore
+from sandbox.responses import event_type
 from sandbox.rules import Campaign, Coupon, Group, Limit, Referral
 from sandbox.sessions import (
     CLOSED,
@@ -426,11 +427,6 @@ class Sandbox:
                 tuple(self._inventory.referrals),
             )
 
-    @property
-    def retired_codes(self) -> Mapping[str, tuple[str, int]]:
-        """Created codes a cancel or reopen deleted again: code -> (kind, campaign id)."""
-        return LockedView(self._inventory.retired, self._lock)
-
     # -- evaluation -------------------------------------------------------------
 
     def _world(
@@ -440,6 +436,7 @@ class Sandbox:
         evaluable: frozenset[int] | None = None,
         session_id: str = "",
         profile: CustomerProfile | None = None,
+        event: Event | None = None,
     ) -> World:
         inventory = self._inventory
         plan = inventory.plan()
@@ -457,6 +454,7 @@ class Sandbox:
             session_id=session_id,
             campaigns_by_name=plan.by_name,
             plan=plan,
+            event=event,
         )
 
     def evaluate(
@@ -481,11 +479,14 @@ class Sandbox:
         evaluable: frozenset[int] | None = None,
         session_id: str = "",
         profile: CustomerProfile | None = None,
+        event: Event | None = None,
     ) -> Evaluation:
         """The engine, with user rules marked as running (see :meth:`_mutating`)."""
         if profile is None:
             profile = self._profiles.profile(session.profile_id)
-        world = self._world(now=now, evaluable=evaluable, session_id=session_id, profile=profile)
+        world = self._world(
+            now=now, evaluable=evaluable, session_id=session_id, profile=profile, event=event
+        )
         self._evaluating = True
         try:
             return evaluate(session, world)
@@ -616,8 +617,12 @@ class Sandbox:
                     response_content=request.response_content,
                 )
             # 3. Evaluate the plan
+            event = Event(
+                event_type(step.stored.state if step.stored else None, step.asked),
+                step.session.attributes or {},
+            )
             evaluation = self._run_engine(
-                step.session, now=at, evaluable=evaluable, session_id=session_id
+                step.session, now=at, evaluable=evaluable, session_id=session_id, event=event
             )
             # 4. The answer
             answers = self._answers
@@ -940,7 +945,7 @@ class Sandbox:
             sessions=1,
             sales=stored.sales_left,
         )
-        self._inventory.delete_created(stored.created)
+        # Created codes stay: Talon.One rolls back discounts and counters, not creation.
         self._sessions.replace(new_stored)
         return result
 

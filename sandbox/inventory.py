@@ -73,9 +73,6 @@ class Inventory:
         self.coupons: dict[str, tuple[Campaign, Coupon]] = {}
         self.referrals: dict[str, tuple[Campaign, Referral]] = {}
         self.cost_ids: dict[str, int] = {}  # additional cost name -> additionalCostId
-        # Codes created by a close and deleted by its rollback: kind and campaign, so the
-        # usage they had can still be reconciled.
-        self.retired: dict[str, tuple[str, int]] = {}
         self.version = 0  # of the definitions: each change makes the plan again
         self._plan: Plan | None = None
 
@@ -131,7 +128,6 @@ class Inventory:
         else:
             self.referrals[code] = (campaign, definition)
             campaign.referrals[code] = definition
-        self.retired.pop(code, None)
 
     def add_group(self, group: Group) -> None:
         if any(g.name == group.name for g in self.groups):
@@ -266,19 +262,6 @@ class Inventory:
             kind = "coupon" if isinstance(definition, Coupon) else "referral"
             self.next_id(kind)
             self.register_code(definition.code, campaign, definition, "a created code")
-
-    def delete_created(self, codes: Sequence[str]) -> None:
-        """A rolled-back close's created codes: gone, so a later session gets NotFound."""
-        for code in codes:
-            coupon = self.coupons.pop(code, None)
-            if coupon is not None:
-                coupon[0].coupons.pop(code, None)
-                self.retired[code] = ("coupon", coupon[0].id)
-                continue
-            referral = self.referrals.pop(code, None)
-            if referral is not None:
-                referral[0].referrals.pop(code, None)
-                self.retired[code] = ("referral", referral[0].id)
 
 
 _HINT_POOL = 10_000  # beyond this many names, difflib over all of them costs more than it helps

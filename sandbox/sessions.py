@@ -92,7 +92,7 @@ class StoredSession:
     returns: tuple[tuple[int, datetime, tuple[ReturnedCartItem, ...]], ...] = ()
     """Each return so far: its id, when, and what it returned (``previousReturns``)."""
     created: tuple[str, ...] = ()
-    """The codes its close created; a cancel or reopen deletes them again."""
+    """The codes its close created (they stay through a cancel or reopen)."""
 
     @property
     def session(self) -> AnySession:

@@ -356,10 +356,24 @@ def _desired_code(
         code = run.world.normalize(value)
         if code in run.world.coupons or code in run.world.referrals:
             return Desired(spec, index, missing=f"the {kind} code {code!r} already exists")
-    owner = spec.recipient if isinstance(spec, CreateCoupon) else None
+    who = "recipient" if kind == "coupon" else "advocate"
+    owner = spec.recipient if isinstance(spec, CreateCoupon) else spec.advocate
+    if callable(owner):
+        try:
+            owner = owner(ctx)
+        except Exception as exc:
+            raise RuleError(plan.name, rule.title, f"effect {index} {who}", exc) from exc
+        if owner is None or owner == "":
+            return Desired(spec, index, missing=f"{who}=... gave no profile for the created {kind}")
+        if not isinstance(owner, str) or len(owner) > 1000:
+            raise RuleError(
+                plan.name,
+                rule.title,
+                f"effect {index} {who}",
+                problem=f"returned {describe(owner)}: a profile id must be a string",
+            )
     owner = owner or run.profile_id
     if owner is None:
-        who = "recipient" if kind == "coupon" else "advocate"
         return Desired(
             spec, index, missing=f"a created {kind} needs a {who}: the session has no profile"
         )
