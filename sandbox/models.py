@@ -44,6 +44,7 @@ __all__ = [
     "AdditionalCost",
     "AnySession",
     "CartItem",
+    "EventRequest",
     "IntegrationRequest",
     "NewCustomerSession",
     "NewCustomerSessionV2",
@@ -758,6 +759,10 @@ class NewCustomerSession(_Validated):
         return Decimal(0)
 
     @property
+    def cart_item_additional_cost_total(self) -> Decimal:
+        return Decimal(0)
+
+    @property
     def version(self) -> int:
         return 1
 
@@ -866,6 +871,15 @@ class NewCustomerSessionV2(_Validated):
     def cart_item_total(self) -> Decimal:
         return self.cart_total
 
+    @property
+    def cart_item_additional_cost_total(self) -> Decimal:
+        """``cartItemAdditionalCostTotal``: the items' costs x their quantities (a part of
+        :attr:`additional_cost_total`)."""
+        total = Decimal(0)
+        for item in self.cart_items or ():
+            total = ARITHMETIC.add(total, item.line_cost_total)
+        return total
+
     @functools.cached_property
     def total(self) -> Decimal:
         """``total``: cart items plus additional costs, before discounts."""
@@ -936,6 +950,34 @@ class ProfileUpdate(_Validated):
     )
     audiences_changes: dict[str, JSONValue] | None = wire_field(
         object_of(json_value), default=None, converter=to_json, hash=False
+    )
+    response_content: tuple[ProfileResponseContent, ...] | None = wire_field(
+        array_of(one_of(ProfileResponseContent)), default=None, converter=_to_profile_content
+    )
+
+
+@attrs.frozen
+class EventRequest(_Validated):
+    """The body of ``POST /v2/events`` (``IntegrationEventV2Request``): a custom event.
+
+    ``type`` is the event's type, which rules read as ``ctx.event.type``;
+    ``attributes`` its attributes (``ctx.event.attributes``). Without a
+    ``profile_id`` the event is anonymous.
+    """
+
+    type: str = wire_field(text(min_length=1, max_length=MAX_ID_LENGTH))
+    profile_id: str | None = wire_field(text(max_length=MAX_ID_LENGTH), default=None)
+    store_integration_id: str | None = wire_field(
+        text(min_length=1, max_length=MAX_ID_LENGTH), default=None
+    )
+    attributes: dict[str, JSONValue] | None = wire_field(
+        object_of(json_value), default=None, converter=to_json, hash=False
+    )
+    evaluable_campaign_ids: tuple[int, ...] | None = wire_field(
+        array_of(integer(minimum=1)), default=None, converter=_to_tuple
+    )
+    loyalty_cards: tuple[str, ...] | None = wire_field(
+        array_of(text(max_length=MAX_LOYALTY_CARD_LENGTH)), default=None, converter=_to_tuple
     )
     response_content: tuple[ProfileResponseContent, ...] | None = wire_field(
         array_of(one_of(ProfileResponseContent)), default=None, converter=_to_profile_content
