@@ -209,7 +209,9 @@ def signup_shop() -> Sandbox:
         when=[
             c.named(
                 "a newsletter signup",
-                lambda ctx: ctx.event.type == "signup" and ctx.event.attributes.get("newsletter"),
+                lambda ctx: (
+                    ctx.event.type == "signup" and ctx.event.attributes.get("newsletter") is True
+                ),
             )
         ],
         then=[e.create_coupon(pattern="HELLO-####")],
