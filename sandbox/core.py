@@ -972,6 +972,7 @@ class Sandbox:
                 action="event",
                 response_content=_as_session_content(request.response_content) or (),
                 extras=extras,
+                event=event,
             )
             for observer in Sandbox.observers:
                 observer(self, state)

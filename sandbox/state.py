@@ -253,6 +253,8 @@ class IntegrationState(Resolving):
     )
     """What the request's ``responseContent`` asked for (None: not a V2 request)."""
     extras: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+    event: Any = attrs.field(default=None, eq=False, repr=False)
+    """The event ``sb.track_event`` evaluated (its ``type`` and ``attributes``), else None."""
 
     _lazy: ClassVar[frozenset[str]] = frozenset({"_rule_failure_reasons", "_trace"})
 

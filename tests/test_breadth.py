@@ -459,3 +459,36 @@ def test_session_answers_carry_the_item_cost_total_and_campaigns_their_type() ->
     assert session["cartItemAdditionalCostTotal"] == 3  # 1.5 x 2 units
     (campaign,) = wire["triggeredCampaigns"]
     assert (campaign["type"], campaign["reevaluateOnReturn"]) == ("advanced", True)
+
+
+# ---------------------------------------------------------------------------
+# Events and returns as lines of a sessions file (eval, diff, replays)
+
+
+def test_event_and_return_lines_replay_through_read_step() -> None:
+    from sandbox.steps import parse_line, read_step
+
+    sb = signup_shop()
+    spend = sb.campaign("Spend 100", reevaluate_on_return=True)
+    spend.rule("10 off from 100", when=[c.total_at_least(100)], then=[e.set_discount("10 off", 10)])
+    lines = [
+        '{"trackEvent": {"profileId": "p1", "type": "signup", "attributes": {"newsletter": true}}}',
+        '{"customerSessionId": "s1", "customerSession": {"profileId": "p1", "state": "closed",'
+        ' "cartItems": [{"sku": "a", "quantity": 2, "price": 60}]}}',
+        '{"returnItems": "s1", "returnedCartItems": [{"position": 0, "quantity": 1}],'
+        ' "runRuleEngine": true, "idempotencyKey": "k1"}',
+    ]
+    answers = [read_step(parse_line(line), n)(sb, False) for n, line in enumerate(lines, 1)]
+    assert answers[0].created_coupons[0]["recipientIntegrationId"] == "p1"
+    assert [x.props["value"] for x in answers[2].effects] == [Decimal("10.00")]
+
+
+def test_a_bad_event_line_points_into_the_line() -> None:
+    from sandbox.steps import parse_line, read_step
+
+    with pytest.raises(ValidationError, match=r"/trackEvent/type"):
+        read_step(parse_line('{"trackEvent": {"profileId": "p1"}}'), 1)
+    with pytest.raises(ValidationError, match=r"/idempotencyKy: unknown key.*'idempotencyKey'"):
+        read_step(
+            parse_line('{"returnItems": "s1", "returnedCartItems": [], "idempotencyKy": 1}'), 1
+        )
