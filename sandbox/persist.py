@@ -4,7 +4,9 @@ started with ``--state FILE`` (or ``PROMO_SANDBOX_STATE``) loses nothing at a re
 What requests change is kept: the clock; every session with what its close committed,
 its returns and the codes it created; the ledger's counters (limits, budgets, code
 usage) and each profile's closed sessions and sales; the profiles; the codes made at
-run time (create effects, the API) and the ids Talon.One would give next. The
+run time (create effects, the API) and the ids Talon.One would give next; the
+idempotency keys of returns with their first answers (without the trace ``explain()``
+reads). The
 definitions (campaigns, rules, the codes a rules file defines) are not: they come from
 the rules file, built again at every start. The state names the campaigns it was made
 with, and a state made for other rules is refused rather than half-loaded.
@@ -51,10 +53,16 @@ from sandbox.codec import from_wire, parse_json, to_wire
 from sandbox.engine import Evaluation
 from sandbox.errors import SandboxError, ValidationError
 from sandbox.ledger import CounterKey, ProfileStats
-from sandbox.models import NewCustomerSession, NewCustomerSessionV2, ReturnedCartItem
+from sandbox.models import (
+    NewCustomerSession,
+    NewCustomerSessionV2,
+    ResponseContent,
+    ReturnedCartItem,
+)
 from sandbox.profiles import ProfileRecord
 from sandbox.rules import Coupon, Referral
 from sandbox.sessions import StoredSession
+from sandbox.state import Effect, IntegrationState, RuleFailureReason, SessionMeta
 
 if TYPE_CHECKING:
     from sandbox.core import Sandbox
@@ -151,7 +159,90 @@ def _converter() -> cattrs.Converter:
 
     conv.register_unstructure_hook(Evaluation, evaluation_out)
     conv.register_structure_hook(Evaluation, evaluation_in)
+
+    # Why a rule did not fire, its lazily worked-out details written out.
+    def failure_out(failure: RuleFailureReason) -> dict[str, Any]:
+        names = [f.alias or f.name for f in attrs.fields(RuleFailureReason)]
+        return {name: getattr(failure, name) for name in names}
+
+    def failure_in(data: Any, _: Any) -> RuleFailureReason:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a rule failure reason is an object, got {data!r}")
+        return RuleFailureReason(**data)
+
+    conv.register_unstructure_hook(RuleFailureReason, failure_out)
+    conv.register_structure_hook(RuleFailureReason, failure_in)
+
+    # A remembered answer (an idempotent return's): what its wire form is made of. Its
+    # trace (for explain()) is not kept.
+    def answer_out(state: IntegrationState) -> dict[str, Any]:
+        return {
+            "session_id": state.session_id,
+            "session": _session_out(state.session),
+            "effects": conv.unstructure(state.effects, tuple[Effect, ...]),
+            "rule_failure_reasons": [failure_out(r) for r in state.rule_failure_reasons],
+            "created_coupons": list(state.created_coupons),
+            "created_referrals": list(state.created_referrals),
+            "action": state.action,
+            "meta": conv.unstructure(state.meta),
+            "response_content": None
+            if state.response_content is None
+            else [str(part) for part in state.response_content],
+            "extras": dict(state.extras),
+        }
+
+    def answer_in(data: Any, _: Any) -> IntegrationState:
+        if not isinstance(data, Mapping) or set(data) != set(_ANSWER_KEYS):
+            raise ValueError(f"a remembered answer has {', '.join(_ANSWER_KEYS)}")
+        content = data["response_content"]
+        return IntegrationState(
+            conv.structure(data["session_id"], str),
+            _session_in(data["session"], None),
+            conv.structure(data["effects"], tuple[Effect, ...]),
+            conv.structure(data["rule_failure_reasons"], tuple[RuleFailureReason, ...]),
+            tuple(conv.structure(data["created_coupons"], list[dict[str, Any]])),
+            tuple(conv.structure(data["created_referrals"], list[dict[str, Any]])),
+            action=conv.structure(data["action"], str),
+            meta=conv.structure(data["meta"], SessionMeta),
+            response_content=None
+            if content is None
+            else conv.structure(content, tuple[ResponseContent, ...]),
+            extras=conv.structure(data["extras"], dict[str, Any]),
+        )
+
+    # (By predicate: registering the class itself would resolve its annotations, and
+    # AnySession's text names classes sandbox.state does not import.)
+    conv.register_unstructure_hook_func(lambda t: t is IntegrationState, answer_out)
+    conv.register_structure_hook_func(lambda t: t is IntegrationState, answer_in)
     return conv
+
+
+_ANSWER_KEYS = (
+    "session_id",
+    "session",
+    "effects",
+    "rule_failure_reasons",
+    "created_coupons",
+    "created_referrals",
+    "action",
+    "meta",
+    "response_content",
+    "extras",
+)
+
+_ASKED = tuple[str, tuple[ReturnedCartItem, ...], bool]
+"""What an idempotency key was first used for (``Sandbox.return_items``: the session,
+the returned items and ``run_rule_engine``)."""
+
+
+@attrs.frozen
+class _Remembered:
+    """An Idempotency-Key's first request, when, and its answer."""
+
+    key: str
+    asked: _ASKED
+    at: datetime
+    answer: IntegrationState
 
 
 def _sessions_module() -> Any:
@@ -253,7 +344,6 @@ def state_of(
         "ids": dict(inventory.ids),
         "costIds": dict(inventory.cost_ids),
         "codes": codes,
-        "retired": {code: list(owner) for code, owner in inventory.retired.items()},
         "counters": [[conv.unstructure(key), value] for key, value in ledger.live_counters.items()],
         "profileStats": [conv.unstructure(s) for s in ledger.profiles.values()],
         "lastProfileId": profiles.last_id,
@@ -261,6 +351,10 @@ def state_of(
         "events": sessions.events,
         "firstSessions": dict(sessions.first_sessions),
         "sessions": [conv.unstructure(s) for s in sessions.sessions.values()],
+        "idempotency": [
+            conv.unstructure(_Remembered(key, asked, at, answer))
+            for key, (asked, at, answer) in sessions.idempotency.items()
+        ],
     }
 
 
@@ -274,7 +368,6 @@ _KEYS = (
     "ids",
     "costIds",
     "codes",
-    "retired",
     "counters",
     "profileStats",
     "lastProfileId",
@@ -282,6 +375,7 @@ _KEYS = (
     "events",
     "firstSessions",
     "sessions",
+    "idempotency",
 )
 
 
@@ -291,7 +385,6 @@ class _Decoded:
     ids: dict[str, int]
     cost_ids: dict[str, int]
     codes: list[Coupon | Referral]
-    retired: dict[str, tuple[str, int]]
     counters: dict[CounterKey, Decimal]
     stats: list[ProfileStats]
     last_profile_id: int
@@ -299,6 +392,7 @@ class _Decoded:
     events: int
     first_sessions: dict[str, str]
     stored: list[StoredSession]
+    remembered: list[_Remembered]
 
 
 def _header(data: Any, sb: Sandbox) -> None:
@@ -397,9 +491,6 @@ def _decode(data: Mapping[str, Any]) -> _Decoded:
         ids=_at("$.ids", lambda: conv.structure(data["ids"], dict[str, int])),
         cost_ids=_at("$.costIds", lambda: conv.structure(data["costIds"], dict[str, int])),
         codes=_at("$.codes", codes),
-        retired=_at(
-            "$.retired", lambda: conv.structure(data["retired"], dict[str, tuple[str, int]])
-        ),
         counters=_at("$.counters", counters),
         stats=_at(
             "$.profileStats", lambda: conv.structure(data["profileStats"], list[ProfileStats])
@@ -413,6 +504,9 @@ def _decode(data: Mapping[str, Any]) -> _Decoded:
             "$.firstSessions", lambda: conv.structure(data["firstSessions"], dict[str, str])
         ),
         stored=_at("$.sessions", lambda: conv.structure(data["sessions"], list[StoredSession])),
+        remembered=_at(
+            "$.idempotency", lambda: conv.structure(data["idempotency"], list[_Remembered])
+        ),
     )
 
 
@@ -473,7 +567,7 @@ def restore(
     _header(data, sb)
     decoded = _decode(data)
     to_add = _check_references(decoded, sb, inventory)
-    if sessions.sessions or profiles.records or sb.ledger.live_counters:
+    if sessions.sessions or sessions.idempotency or profiles.records or sb.ledger.live_counters:
         raise StateError(
             "load_state() needs a sandbox fresh from its rules; this one has sessions, "
             "profiles or counters already"
@@ -485,13 +579,13 @@ def restore(
         inventory.cost_ids.setdefault(name, cost_id)
     for campaign, definition in to_add:
         inventory.register_code(definition.code, campaign, definition, "a saved code")
-    inventory.retired.update(decoded.retired)
     sb.ledger.restore(decoded.counters, {s.profile_id: s for s in decoded.stats})
     profiles.records.update(decoded.records)
     profiles.last_id = decoded.last_profile_id
     sessions.sessions.update((s.session_id, s) for s in decoded.stored)
     sessions.first_sessions.update(decoded.first_sessions)
     sessions.events = decoded.events
+    sessions.idempotency.update((r.key, (r.asked, r.at, r.answer)) for r in decoded.remembered)
     return decoded.now
 
 

@@ -22,6 +22,7 @@ from sandbox import Limit, Sandbox, persist
 from sandbox import conditions as c
 from sandbox import effects as e
 from sandbox.codec import parse_json
+from sandbox.errors import ValidationError
 from sandbox.persist import StateError
 from sandbox.strategies import SessionLifecycle
 
@@ -141,6 +142,33 @@ def test_the_limit_a_restart_kept_still_refuses() -> None:
     assert second.rejected_coupons == {"XMAS-2021": "ProfileLimitReached"}
 
 
+def test_a_restart_keeps_idempotency_keys_api_referrals_and_profiles_events_made() -> None:
+    sb = shop()
+    closed_order(sb, "s1", "p1", couponCodes=["XMAS-2021"])
+    first = sb.return_items("s1", [{"position": 0, "quantity": 1}], idempotency_key="k1")
+    referral = sb.create_referral("Friends", "p1")
+    sb.track_event("p7", "page_view", {"url": "/trees"})
+    again = restarted(sb)
+    assert again.snapshot() == sb.snapshot()
+
+    # The key answers its first answer again and changes nothing, after the restart too.
+    before = again.state_dict()
+    repeat = again.return_items("s1", [{"position": 0, "quantity": 1}], idempotency_key="k1")
+    assert repeat.to_wire() == first.to_wire()
+    assert again.state_dict() == before
+    with pytest.raises(ValidationError, match="the key 'k1' was used at"):
+        again.return_items("s1", [{"position": 0, "quantity": 2}], idempotency_key="k1")
+    # After 24 hours of sandbox time the key is forgotten: the same request returns the
+    # second tree.
+    again.advance(hours=24)
+    later = again.return_items("s1", [{"position": 0, "quantity": 1}], idempotency_key="k1")
+    assert later.session.cart_items[0].returned_quantity == 2
+
+    made = again.get_referral(referral.code)
+    assert (made.advocate, made.campaign_id, made.usage_counter) == ("p1", 2, 0)
+    assert again.get_profile("p7").integration_id == "p7"
+
+
 class RestartingLifecycle(SessionLifecycle):
     """The shop's lifecycle, with restarts: the state saved as text and loaded into a
     fresh build, which then takes the place of the running sandbox."""
@@ -153,6 +181,7 @@ class RestartingLifecycle(SessionLifecycle):
     def restart(self) -> None:
         again = restarted(self.sb, self.make_sandbox)
         assert again.snapshot() == self.sb.snapshot()
+        assert again.state_dict() == self.sb.state_dict()
         self.sb = again
         type(self).restarts += 1
 

@@ -25,8 +25,10 @@ from typing import Any
 
 import pytest
 import talon_one
+from talon_one.models.integration_event_v2_request import IntegrationEventV2Request
 from talon_one.models.integration_request import IntegrationRequest
 from talon_one.models.new_customer_session_v2 import NewCustomerSessionV2
+from talon_one.models.new_referral import NewReferral
 from talon_one.models.return_integration_request import ReturnIntegrationRequest
 
 from sandbox import _openapi
@@ -239,20 +241,34 @@ def test_each_request_is_one_log_line_with_method_path_status_and_ms(
 # the state file: a restart loses nothing
 
 
+def give_back_one_tree(server: TalonServer) -> dict[str, Any]:
+    """One tree of s1 returned, with an Idempotency-Key (the SDK sends it as a header)."""
+    answer = client(server).return_cart_items(
+        "s1",
+        ReturnIntegrationRequest(
+            var_return={"returnedCartItems": [{"position": 0, "quantity": 1}]}
+        ),
+        _headers={"Idempotency-Key": "return-1"},
+    )
+    wire: dict[str, Any] = answer.to_dict()
+    return wire
+
+
 def work(server: TalonServer) -> dict[str, Any]:
     """Requests that move every kind of state: a closed order with the coupon (10 off,
-    and a NEXT- coupon created for p1), a tree of it returned, a gold profile, an open
-    session, and the clock a day on. Returns what a client reads afterwards."""
+    and a NEXT- coupon created for p1), a tree of it returned with an idempotency key, a
+    gold profile, an open session, a referral made by the API, an event's new profile,
+    and the clock an hour on. Returns what a client reads afterwards."""
     api = client(server)
     closed = api.update_customer_session_v2("s1", order("p1", "XMAS-2021", state="closed"))
     [created] = closed.created_coupons
-    api.return_cart_items(
-        "s1", ReturnIntegrationRequest(var_return={"returnedCartItems": [{"position": 0}]})
-    )
+    returned = give_back_one_tree(server)
     api.update_customer_profile_v2("p2", {"attributes": {"tier": "gold"}})
     api.update_customer_session_v2("s2", order("p2", "XMAS-2021"))
-    assert http(server, "POST", "/sandbox/clock/advance", {"days": 1})[0] == 200
-    return {"created": created.value}
+    referral = api.create_referral(NewReferral(campaign_id=2, advocate_profile_integration_id="p1"))
+    api.track_event_v2(IntegrationEventV2Request(profile_id="p9", type="page_view"))
+    assert http(server, "POST", "/sandbox/clock/advance", {"hours": 1})[0] == 200
+    return {"created": created.value, "returned": returned, "referral": referral.code}
 
 
 def reads(server: TalonServer, created: str) -> dict[str, Any]:
@@ -265,6 +281,8 @@ def reads(server: TalonServer, created: str) -> dict[str, Any]:
         "created": http(server, "GET", f"/sandbox/coupons/{created}"),
         "limits": http(server, "GET", "/sandbox/limits"),
         "p2": http(server, "GET", "/sandbox/profiles/p2"),
+        "p9": http(server, "GET", "/sandbox/profiles/p9"),
+        "inventory": api.get_customer_inventory("p1", coupons=True, referrals=True).to_dict(),
     }
 
 
@@ -282,7 +300,7 @@ def test_a_restart_with_a_state_file_loses_nothing(rules: Path, tmp_path: Path) 
         assert after == before
         # What the hand-worked rules say, read back after the restart:
         snapshot = after["snapshot"]
-        assert snapshot["now"] == "2026-12-02T10:00:00Z"
+        assert snapshot["now"] == "2026-12-01T11:00:00Z"
         assert {i: s["customerSession"]["state"] for i, s in snapshot["sessions"].items()} == {
             "s1": "partially_returned",
             "s2": "open",
@@ -290,6 +308,13 @@ def test_a_restart_with_a_state_file_loses_nothing(rules: Path, tmp_path: Path) 
         coupon = after["created"][1]
         assert (coupon["recipient"], coupon["usageCounter"]) == ("p1", 0)
         assert after["p2"][1]["attributes"] == {"tier": "gold"}
+        assert after["p9"][0] == 200  # made by the event
+        inventory = after["inventory"]
+        assert [c["value"] for c in inventory["coupons"]] == [made["created"]]
+        assert [r["code"] for r in inventory["referrals"]] == [made["referral"]]
+        # The same return with the same key answers the first answer and changes nothing.
+        assert give_back_one_tree(second) == made["returned"]
+        assert http(second, "GET", "/sandbox/snapshot")[1] == snapshot
         _, health = http(second, "GET", "/sandbox/health", key=False)
         assert (health["sessions"], health["state"]) == (2, str(state))
         # It goes on as if never stopped: p1 redeemed XMAS-2021 (limit 1 per profile),
