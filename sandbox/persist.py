@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import cattrs
+import msgspec
 
 from sandbox.codec import from_wire, parse_json, to_wire
 from sandbox.engine import Evaluation
@@ -272,7 +273,7 @@ def _write(value: Any, out: Callable[[str], Any], depth: int) -> None:
         items = enumerate(value)
         open_, close = "[", "]"
     else:
-        out(json.dumps(value, allow_nan=False))
+        out(json.dumps(value, allow_nan=False))  # ASCII: also a string that is not UTF-8
         return
     if not value:
         out(open_ + close)
@@ -288,11 +289,43 @@ def _write(value: Any, out: Callable[[str], Any], depth: int) -> None:
     out("\n" + " " * depth + close if depth < 2 else close)
 
 
+def _exact(value: Any) -> Any:
+    """``value`` with each Decimal as the raw JSON number :func:`_write` would write."""
+    kind = type(value)
+    if kind is dict:
+        return {k: _exact(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [_exact(v) for v in value]
+    if isinstance(value, Decimal):
+        parts: list[str] = []
+        _write(value, parts.append, 2)
+        return msgspec.Raw(parts[0].encode())
+    return value
+
+
 def state_text(data: Mapping[str, Any]) -> str:
-    """A state (:meth:`Sandbox.state_dict`) as the JSON text of a state file."""
-    parts: list[str] = []
-    _write(data, parts.append, 0)
-    return "".join(parts) + "\n"
+    """A state (:meth:`Sandbox.state_dict`) as the JSON text of a state file: each
+    top-level entry on a line of its own, and each session, code, counter and profile."""
+    encode = msgspec.json.Encoder().encode
+    try:
+        lines = []
+        for key, value in data.items():
+            head = json.dumps(str(key)) + ":"
+            if isinstance(value, Mapping) and value:
+                inner = ",\n  ".join(
+                    json.dumps(str(k)) + ":" + encode(_exact(v)).decode() for k, v in value.items()
+                )
+                lines.append(head + "{\n  " + inner + "\n }")
+            elif isinstance(value, list | tuple) and value:
+                inner = ",\n  ".join(encode(_exact(v)).decode() for v in value)
+                lines.append(head + "[\n  " + inner + "\n ]")
+            else:
+                lines.append(head + encode(_exact(value)).decode())
+        return "{\n " + ",\n ".join(lines) + "\n}\n"
+    except UnicodeEncodeError:  # a string that is not UTF-8 (an unpaired surrogate)
+        parts: list[str] = []
+        _write(data, parts.append, 0)
+        return "".join(parts) + "\n"
 
 
 # ---------------------------------------------------------------------------
@@ -636,7 +669,7 @@ def save(
             f"cannot write the state file {str(target)!r}: {exc.strerror or exc}"
         ) from None
     try:
-        with os.fdopen(fd, "w", encoding="ascii") as file:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
             file.write(text)
             file.flush()
             os.fsync(file.fileno())

@@ -216,6 +216,23 @@ def test_numbers_read_back_as_the_same_decimals_and_integers() -> None:
     assert type(stored["nested"][1]["n"]) is int
 
 
+def test_state_text_reads_back_as_the_same_data_even_with_text_that_is_not_utf8() -> None:
+    data = {
+        "format": "promo-sandbox-state",
+        "codes": [{"n": Decimal(5), "m": Decimal("5.0"), "k": 5, "s": "caf\u00e9"}],
+        "odd": {"x": "\ud800"},  # not UTF-8: the whole text is written as ASCII escapes
+        "empty": [],
+    }
+    text = persist.state_text(data)
+    assert "\\ud800" in text
+    back = parse_json(text)
+    assert back == data
+    assert [type(v) for v in back["codes"][0].values()] == [Decimal, Decimal, int, str]
+    plain = persist.state_text({"codes": data["codes"]})
+    assert parse_json(plain) == {"codes": data["codes"]}
+    assert "caf\u00e9" in plain  # UTF-8, as written
+
+
 def test_a_state_is_versioned_json_naming_its_rules() -> None:
     sb = shop()
     worked(sb)
