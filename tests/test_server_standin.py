@@ -151,7 +151,7 @@ def test_the_openapi_document_lists_exactly_the_served_routes(server: TalonServe
     app = _app_routes(server)
     listed = {f"{m.upper()} {p}" for p, ops in document["paths"].items() for m in ops}
     assert listed == app
-    # Talon.One's own definitions, word for word, for the operations it defines.
+    # The Talon.One operations under their operation ids, as the sandbox describes them.
     talon = _openapi.talon_operations()
     for key in listed & set(talon):
         method, path = key.split(" ")
@@ -205,14 +205,12 @@ def test_the_openapi_operations_are_those_the_sdk_calls(server: TalonServer) -> 
 
 
 def test_the_openapi_document_is_a_valid_openapi_3_1_document(server: TalonServer) -> None:
-    """The paths, operations and references; Talon.One's schemas themselves are checked
-    once, when tools/openapi_subset.py writes them (here it would take seconds)."""
+    """The paths, operations, parameters and references."""
     validator = pytest.importorskip("openapi_spec_validator")
     _, document = http(server, "GET", "/sandbox/openapi.json", key=False)
     schemas = document["components"]["schemas"]
     referenced = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(document)))
     assert referenced <= set(schemas)
-    document["components"]["schemas"] = {name: {} for name in schemas}
     validator.validate(document)
 
 
