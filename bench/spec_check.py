@@ -203,11 +203,11 @@ def main(argv: list[str] | None = None) -> int:
         served_pairs = {(m, p) for p, methods in served.items() for m in methods}
         tested = sorted(served_pairs & in_spec, key=lambda mp: (mp[1], mp[0]))
         missing = sorted(served_pairs - in_spec, key=lambda mp: (mp[1], mp[0]))
-        report = Path(args.report) if args.report else Path(tmp) / "report.ndjson"
+        report = (Path(args.report) if args.report else Path(tmp) / "report.ndjson").resolve()
         command = [
             *schemathesis_command(),
             "run",
-            str(spec),
+            str(spec.resolve()),
             "--url",
             server.url,
             "-H",
@@ -226,20 +226,30 @@ def main(argv: list[str] | None = None) -> int:
             str(report),
             "--output-truncate",
             "false",
+            "--continue-on-failure",
             *args.extra,
         ]
         print("served and in the spec:", ", ".join(f"{m} {p}" for m, p in tested))
         if missing:
             print("served, not in the spec:", ", ".join(f"{m} {p}" for m, p in missing))
         print("$", " ".join(command[:1] + command[1:]), flush=True)
-        run = subprocess.run(command, capture_output=True, text=True, check=False)
+        # in a scratch directory: schemathesis leaves a .schemathesis/ cache where it runs
+        run = subprocess.run(command, capture_output=True, text=True, check=False, cwd=tmp)
         if not report.is_file():
             print(run.stdout[-4000:], run.stderr[-4000:], sep="\n", file=sys.stderr)
             print("spec_check: schemathesis wrote no report", file=sys.stderr)
             return 2
         failures, cases, errors = read_report(report)
 
-    print(f"\nschemathesis exit status {run.returncode}; test cases: {sum(cases.values())}")
+    summary = [
+        line.strip()
+        for line in run.stdout.splitlines()
+        if len(line) < 120 and re.search(r"test cases|\d+ (passed|failed)|\d+ errors?\b", line)
+    ]
+    print("\n".join(summary[-8:]))
+    print(
+        f"\nschemathesis exit status {run.returncode}; test cases recorded: {sum(cases.values())}"
+    )
     print(table("operation", collections.Counter(cases)))
     print()
     print(table("failure kind", collections.Counter(f["kind"] for f in failures)))

@@ -84,7 +84,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox import _openapi, persist
@@ -429,6 +429,15 @@ def _advance_steps(body: Mapping[str, Any]) -> dict[str, float]:
     if problems:
         raise ValidationError(problems, subject="clock advance")
     return steps
+
+
+def _allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> list[str]:
+    """The methods of every route whose path matches the request's (for ``Allow``)."""
+    methods: set[str] = set()
+    for route in routes:
+        if isinstance(route, Route) and route.matches(scope)[0] is not Match.NONE:
+            methods.update(route.methods or ())
+    return sorted(methods)
 
 
 def _flag(request: Request, name: str, problems: list[Problem]) -> bool:
@@ -965,6 +974,7 @@ def create_app(
     async def track_event(request: Request) -> Response:
         problems: list[Problem] = []
         dry = _flag(request, "dry", problems)
+        _flag(request, "forceCompleteEvaluation", problems)  # checked; every rule runs anyway
         silent = request.query_params.get("silent", "yes")  # Talon.One's default: 204
         if silent not in ("yes", "no"):
             problems.append(Problem("silent", f"'silent' must be yes or no, got {silent!r}"))
@@ -1178,7 +1188,11 @@ def create_app(
             if status == 404
             else str(getattr(exc, "detail", exc))
         )
-        return _HTTPError(status, message, [{"title": message, "source": {}}]).response()
+        response = _HTTPError(status, message, [{"title": message, "source": {}}]).response()
+        if status == 405:
+            # RFC 9110: a 405 lists the methods the path has, from every route of the path.
+            response.headers["Allow"] = ", ".join(_allowed_methods(app.routes, request.scope))
+        return response
 
     async def crashed(request: Request, exc: Exception) -> Response:
         """Whatever escaped a route still answers in Talon.One's error body (Starlette
