@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import itertools
 import sys
 import types
 from collections import Counter
@@ -39,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from sandbox.models import SessionState
 from sandbox.talon import EffectType
 
 if TYPE_CHECKING:
@@ -46,7 +48,18 @@ if TYPE_CHECKING:
     from sandbox.rules import Campaign, Rule
     from sandbox.state import IntegrationState
 
-__all__ = ["Change", "Seen", "Traffic", "changes", "fingerprint", "observe", "unexercised"]
+__all__ = [
+    "Change",
+    "Probe",
+    "Seen",
+    "Traffic",
+    "changes",
+    "fingerprint",
+    "observe",
+    "probe_answer",
+    "probes",
+    "unexercised",
+]
 
 _MAX_DEPTH = 12
 
@@ -199,6 +212,8 @@ class Change:
     fields: tuple[str, ...] = ()
     titles: tuple[tuple[str, str], ...] = ()
     """For a rule: its title in each version, ``(("old", title), ("new", title))``."""
+    conditions: tuple[int, ...] = ()
+    """For a rule in both versions: the conditions changed in place (same index in both)."""
 
     def title(self, version: str) -> str | None:
         return dict(self.titles).get(version)
@@ -275,7 +290,9 @@ def _campaign_changes(a: Campaign, b: Campaign) -> list[Change]:
         found.append(Change("window", name, "", "; ".join(parts)))
     if fingerprint(a.limits) != fingerprint(b.limits):
         shown = ["[" + ", ".join(lim.describe() for lim in c.limits) + "]" for c in (a, b)]
-        found.append(Change("limits", name, "limits", f"{shown[0]} -> {shown[1]}"))
+        periods = [sorted(str(lim.period) for lim in c.limits) for c in (a, b)]
+        fields = ("period",) if periods[0] != periods[1] else ()
+        found.append(Change("limits", name, "limits", f"{shown[0]} -> {shown[1]}", fields=fields))
     groups = [_group(c) for c in (a, b)]
     if groups[0] != groups[1]:
         found.append(Change("group", name, "group", f"{groups[0]} -> {groups[1]}"))
@@ -347,7 +364,26 @@ def _rule_changes(campaign: str, a: tuple[Rule, ...], b: tuple[Rule, ...]) -> li
         if parts:
             subject = f"rule {other.title!r}"
             titles: tuple[tuple[str, str], ...] = (("old", rule.title), ("new", other.title))
-            found.append(Change("rule", campaign, subject, "; ".join(parts), titles=titles))
+            changed = tuple(
+                i
+                for i, (x, y) in enumerate(zip(rule.conditions, other.conditions, strict=False))
+                if _condition(x) != _condition(y)
+            )
+            creates = any(
+                fingerprint(e) != fingerprint(f) and (_creates(e) or _creates(f))
+                for e, f in itertools.zip_longest(rule.effects, other.effects)
+            )
+            found.append(
+                Change(
+                    "rule",
+                    campaign,
+                    subject,
+                    "; ".join(parts),
+                    titles=titles,
+                    conditions=changed,
+                    fields=("creates",) if creates else (),
+                )
+            )
     for rule in left_old:
         titles = (("old", rule.title),)
         subject = f"rule {rule.title!r}"
@@ -357,6 +393,13 @@ def _rule_changes(campaign: str, a: tuple[Rule, ...], b: tuple[Rule, ...]) -> li
         subject = f"rule {rule.title!r}"
         found.append(Change("rule", campaign, subject, "rule added", ("new",), titles=titles))
     return found
+
+
+def _creates(effect: Any) -> bool:
+    return getattr(effect, "effect_type", None) in _CREATES
+
+
+_CREATES = (EffectType.COUPON_CREATED, EffectType.REFERRAL_CREATED)
 
 
 def _rule_parts(a: Rule, b: Rule) -> list[str]:
@@ -441,10 +484,22 @@ class Seen:
     running: tuple[tuple[str, bool], ...] = ()
     contested: tuple[str, ...] = ()
     limited: tuple[tuple[str, bool], ...] = ()
+    probed: tuple[tuple[str, str, int, bool], ...] = ()
+    """Changed conditions asked on this answer's context (:class:`Probe`): ``(campaign,
+    old title, index, whether the old and the new condition disagreed)``."""
+    redeemed: tuple[tuple[str, str, datetime], ...] = ()
+    """Codes a closing session redeemed: ``(campaign, profile, when)``."""
+    created: tuple[tuple[str, str, str], ...] = ()
+    """Codes a rule created: ``(campaign, rule title, CODE)``."""
+    session: str = ""
+    """The answering session's id (a code sent by two sessions was used twice)."""
 
 
-def observe(state: IntegrationState, campaigns: Mapping[int, Campaign]) -> Seen:
-    """What ``state`` showed; ``campaigns`` are the answering sandbox's, by id."""
+def observe(
+    state: IntegrationState, campaigns: Mapping[int, Campaign], now: datetime | None = None
+) -> Seen:
+    """What ``state`` showed; ``campaigns`` are the answering sandbox's, by id, ``now``
+    the sandbox's clock when it answered."""
     rules: list[tuple[str, str, int]] = []
     running: list[tuple[str, bool]] = []
     passed_by_group: dict[Any, list[str]] = {}
@@ -482,7 +537,29 @@ def observe(state: IntegrationState, campaigns: Mapping[int, Campaign]) -> Seen:
             if name and (accepted or result in _LIMIT_REASONS):
                 limited.append((name, not accepted))
     contested = tuple(n for names in passed_by_group.values() if len(names) > 1 for n in names)
-    return Seen(tuple(rules), tuple(codes), tuple(running), contested, tuple(limited))
+    created = tuple(
+        (
+            campaigns[e.campaign_id].name if e.campaign_id in campaigns else "",
+            e.rule_name,
+            str(e.value).upper(),
+        )
+        for e in state.effects
+        if e.effect_type in _CREATES
+    )
+    redeemed: list[tuple[str, str, datetime]] = []
+    profile = state.session.profile_id
+    if now is not None and profile and state.session.state is SessionState.CLOSED:
+        redeemed = [(name, profile, now) for name, _, result in codes if result == "accepted"]
+    return Seen(
+        tuple(rules),
+        tuple(codes),
+        tuple(running),
+        contested,
+        tuple(limited),
+        redeemed=tuple(redeemed),
+        created=created,
+        session=state.session_id,
+    )
 
 
 @attrs.define
@@ -497,9 +574,26 @@ class Traffic:
     running: dict[str, set[bool]] = attrs.Factory(dict)
     contested: set[str] = attrs.Factory(set)
     limited: dict[str, set[bool]] = attrs.Factory(dict)
+    probed: dict[tuple[str, str, int], bool] = attrs.Factory(dict)
+    """Per changed condition asked: whether the two versions' conditions ever disagreed."""
+    probing: bool = False
+    """Whether the answers were probed at all (not by ``--jobs``/``--dask`` workers)."""
+    redeemed: dict[tuple[str, str], set[datetime]] = attrs.Factory(dict)
+    created: dict[tuple[str, str], set[str]] = attrs.Factory(dict)
+    sends: dict[str, set[str]] = attrs.Factory(dict)
+    """Per code, the sessions that sent it."""
 
     def add(self, seen: Seen) -> None:
         self.answers += 1
+        for campaign, title, code in seen.created:
+            self.created.setdefault((campaign, title), set()).add(code)
+        for _, code, _ in seen.codes:
+            self.sends.setdefault(code, set()).add(seen.session)
+        for campaign, profile, when in seen.redeemed:
+            self.redeemed.setdefault((campaign, profile), set()).add(when)
+        for campaign, title, index, disagreed in seen.probed:
+            asked = (campaign, title, index)
+            self.probed[asked] = self.probed.get(asked, False) or disagreed
         for campaign, title, failed_at in seen.rules:
             key = (campaign, title)
             if failed_at >= 0:
@@ -541,6 +635,21 @@ def unexercised(
             if title is not None:
                 found = _rule_missing(change.campaign, title, sandboxes[version], traffic[version])
                 missing += [f"{version}: {m}" for m in found]
+        if "creates" in change.fields:
+            missing += _created_missing(change, traffic)
+        old_title = change.title("old")
+        for index in change.conditions:
+            key = (change.campaign, old_title or "", index)
+            asked = [traffic[v].probed[key] for v in traffic if key in traffic[v].probed]
+            if asked and not any(asked):
+                missing.append(
+                    f"condition {index}: the old and the new condition never disagreed "
+                    "on the compared traffic (no context between the two)"
+                )
+            elif not asked and any(traffic[v].probing for v in traffic):
+                missing.append(
+                    f"condition {index}: never asked (the conditions before it never held)"
+                )
         return missing
     if change.kind == "rule":  # a campaign-wide rule setting (reevaluate_on_return)
         fired = any(k[0] == change.campaign for v in versions for k in traffic[v].fired)
@@ -554,6 +663,11 @@ def unexercised(
                 missing.append(f"{version}: no limit of the campaign was ever reached")
             if False not in seen:
                 missing.append(f"{version}: the campaign never redeemed a code or fired")
+        if "period" in change.fields and not _periods_told_apart(change, sandboxes, traffic):
+            missing.append(
+                "no customer redeemed the campaign twice in one period of one version and "
+                "two periods of the other (a changed limit period)"
+            )
         return missing
     if change.kind == "window":
         for version in versions:
@@ -591,6 +705,37 @@ def unexercised(
     return missing
 
 
+def _periods_told_apart(
+    change: Change, sandboxes: Mapping[str, Sandbox], traffic: Mapping[str, Traffic]
+) -> bool:
+    """Whether one customer redeemed the campaign at two moments that the old and the new
+    limits' periods bucket differently (two days of one week, for daily against weekly)."""
+    from sandbox.ledger import period_bucket
+
+    found = [_campaign(sandboxes[v], change.campaign) for v in ("old", "new")]
+    if found[0] is None or found[1] is None:
+        return True
+    pairs = [
+        (a.period, b.period)
+        for a, b in zip(found[0].limits, found[1].limits, strict=False)
+        if a.period != b.period
+    ]
+    moments: dict[str, set[datetime]] = {}
+    for seen in traffic.values():
+        for (campaign, profile), times in seen.redeemed.items():
+            if campaign == change.campaign:
+                moments.setdefault(profile, set()).update(times)
+    for times in moments.values():
+        ordered = sorted(times)
+        for i, first in enumerate(ordered):
+            for second in ordered[i + 1 :]:
+                for x, y in pairs:
+                    same = [period_bucket(p, first) == period_bucket(p, second) for p in (x, y)]
+                    if same[0] != same[1]:
+                        return True
+    return False
+
+
 def _campaign(sb: Sandbox, name: str) -> Campaign | None:
     return next((c for c in sb.campaigns if c.name == name), None)
 
@@ -609,3 +754,114 @@ def _rule_missing(campaign_name: str, title: str, sb: Sandbox, traffic: Traffic)
     if not traffic.fired[(campaign_name, title)]:
         missing.append("the rule never fired")
     return missing
+
+
+def _created_missing(change: Change, traffic: Mapping[str, Traffic]) -> list[str]:
+    """A changed effect that creates codes shows when a code it created is used, and
+    used again (a usage limit, a validity)."""
+    for version, seen in traffic.items():
+        title = change.title(version)
+        codes = seen.created.get((change.campaign, title or ""), set())
+        if any(len(seen.sends.get(code, ())) >= 2 for code in codes):
+            return []
+    return [
+        "no code the rule created was sent by two sessions (a changed create effect shows "
+        "when its codes are used, and used again)"
+    ]
+
+
+# ---------------------------------------------------------------------------
+# Probes: a changed condition, old and new, asked on the same context
+
+
+@attrs.frozen
+class Probe:
+    """A condition changed in place: the rule in each version and the condition's index.
+
+    :meth:`ask` rebuilds, from an answer, the context the campaign's conditions saw
+    (the evaluated session, the clock, the profile before the update, the campaign's
+    valid code), and when the rule's conditions before ``index`` hold there, asks the
+    old and the new condition: whether they disagree. A threshold moved from 75 to 60
+    is exercised only by a context between the two, whatever else the traffic did.
+    """
+
+    campaign: str
+    title: str  # the rule's title in the old version (the key of Traffic.probed)
+    index: int
+    old: Rule
+    new: Rule
+
+    def ask(self, ctx: Any, own: Rule) -> bool | None:
+        """On ``ctx`` (a context of the answering version, whose rule is ``own``): None
+        when a condition before ``index`` does not hold (or raises), else whether the
+        two versions' conditions disagree."""
+        try:
+            for condition in own.conditions[: self.index]:
+                if condition.fn(ctx) is not True:
+                    return None
+            before = self.old.conditions[self.index].fn(ctx)
+            after = self.new.conditions[self.index].fn(ctx)
+        except Exception:
+            return None
+        if not isinstance(before, bool) or not isinstance(after, bool):
+            return None
+        return before != after
+
+
+def probes(old: Sandbox, new: Sandbox, found: list[Change]) -> list[Probe]:
+    """A :class:`Probe` per condition changed in place."""
+    made = []
+    for change in found:
+        old_title, new_title = change.title("old"), change.title("new")
+        if change.kind != "rule" or old_title is None or new_title is None:
+            continue
+        a, b = _campaign(old, change.campaign), _campaign(new, change.campaign)
+        x = next((r for r in a.rules if r.title == old_title), None) if a else None
+        y = next((r for r in b.rules if r.title == new_title), None) if b else None
+        if x is None or y is None:
+            continue
+        made += [Probe(change.campaign, old_title, i, x, y) for i in change.conditions]
+    return made
+
+
+def probe_answer(
+    state: IntegrationState,
+    sb: Sandbox,
+    version: str,
+    found: list[Probe],
+    profile: Any,
+    now: datetime,
+) -> tuple[tuple[str, str, int, bool], ...]:
+    """Ask ``found`` on the contexts of ``state`` (an answer of ``version``'s ``sb``):
+    ``(campaign, old title, index, disagreed)`` per probe asked."""
+    from sandbox.engine import Context
+
+    running = {t.name for t in state.trace if t.skipped is None}
+    if not running:
+        return ()
+    names = {c.id: c.name for c in sb.campaigns}
+    accepted: dict[str, str] = {}
+    referred: dict[str, str] = {}
+    for effect in state.effects:
+        owner = names.get(effect.campaign_id)
+        if owner is None:
+            continue
+        if effect.effect_type is EffectType.ACCEPT_COUPON:
+            accepted.setdefault(owner, str(effect.value))
+        elif effect.effect_type is EffectType.ACCEPT_REFERRAL:
+            referred.setdefault(owner, str(effect.value))
+    base = Context(state.session, now, profile)
+    asked = []
+    for probe in found:
+        if probe.campaign not in running:
+            continue
+        ctx = base.for_campaign(probe.campaign)
+        ctx.coupon = accepted.get(probe.campaign)
+        ctx.coupon_valid = ctx.coupon is not None
+        ctx.referral = referred.get(probe.campaign)
+        ctx.referral_valid = ctx.referral is not None
+        own = probe.old if version == "old" else probe.new
+        disagreed = probe.ask(ctx, own)
+        if disagreed is not None:
+            asked.append((probe.campaign, probe.title, probe.index, disagreed))
+    return tuple(asked)

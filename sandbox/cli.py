@@ -735,7 +735,7 @@ def _write(path: str, text: str, option: str) -> None:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from sandbox.diff import compare_lines, search
+    from sandbox.diff import compare_lines, probings, search
 
     old, new = _load(args.old), _load(args.new)
     if args.sessions is None:
@@ -765,11 +765,13 @@ def _diff(args: argparse.Namespace) -> int:
                     for rules, sb in ((args.old, old()), (args.new, new()))
                 ]
             else:
+                asking = probings(old(), new())
                 streams = [
-                    _sequential_lines(sb, args.sessions, files, dry=args.dry)
-                    for sb in (old(), new())
+                    _sequential_lines(sb, args.sessions, files, dry=args.dry, probing=probing)
+                    for sb, probing in zip((old(), new()), asking, strict=True)
                 ]
-            report, bad = compare_lines(*streams, rules=(old(), new()))
+            parallel = args.jobs is not None or args.dask is not None
+            report, bad = compare_lines(*streams, rules=(old(), new()), probed=not parallel)
         for line in bad:
             column = f":{line.column}" if line.column is not None else ""
             print(f"{args.sessions}:{line.number}{column}: {line.bad}", file=sys.stderr)
@@ -783,11 +785,11 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _sequential_lines(
-    sb: Sandbox, path: str, files: contextlib.ExitStack, *, dry: bool
+    sb: Sandbox, path: str, files: contextlib.ExitStack, *, dry: bool, probing: Any
 ) -> Iterator[Any]:
     from sandbox.diff import line_outcome
 
-    return (line_outcome(sb, number, raw, dry) for number, raw in _lines(path, files))
+    return (line_outcome(sb, number, raw, dry, probing) for number, raw in _lines(path, files))
 
 
 def _lines(path: str, files: contextlib.ExitStack) -> Iterator[tuple[int, bytes]]:

@@ -47,16 +47,21 @@ import attrs
 
 from sandbox._changes import (
     Change,
+    Probe,
     Seen,
     Traffic,
     changes,
     fingerprint,
     observe,
+    probe_answer,
+    probes,
     unexercised,
 )
 from sandbox.codec import dumps
 from sandbox.core import Sandbox
+from sandbox.effects import CreateCoupon
 from sandbox.errors import RuleError, SandboxError
+from sandbox.models import NewCustomerSessionV2, SessionState
 from sandbox.state import IntegrationState
 from sandbox.steps import TextError, decode_line, parse_line, read_step
 from sandbox.talon import EffectType
@@ -70,14 +75,15 @@ __all__ = [
     "Difference",
     "LineOutcome",
     "Outcome",
+    "Probing",
     "SessionDiff",
     "answer",
     "compare",
     "compare_lines",
     "line_outcome",
     "outcome",
+    "probings",
     "search",
-    "stateful_line_outcome",
 ]
 
 EXIT_SAME = 0
@@ -514,7 +520,18 @@ def _request_names(data: Any, number: int) -> tuple[str, str | None]:
     return f"line-{number}", None
 
 
-def answer(sb: Sandbox, data: Any, number: int, *, dry: bool = False) -> LineOutcome:
+@attrs.frozen
+class Probing:
+    """The changed conditions to ask on each answer of one version (``old`` or
+    ``new``), for whether the traffic ever told them apart (:class:`sandbox._changes.Probe`)."""
+
+    version: str
+    probes: tuple[Probe, ...]
+
+
+def answer(
+    sb: Sandbox, data: Any, number: int, *, dry: bool = False, probing: Probing | None = None
+) -> LineOutcome:
     """``data`` (one parsed request line) sent to ``sb``, as ``eval`` sends it."""
     try:
         step = read_step(data, number)
@@ -522,6 +539,8 @@ def answer(sb: Sandbox, data: Any, number: int, *, dry: bool = False) -> LineOut
         return _bad(number, exc)
     session_id, profile_id = _request_names(data, number)
     wire = data.get("customerSession", data) if isinstance(data, dict) else data
+    before = _profile_before(sb, data, session_id, profile_id) if probing else None
+    now = sb.now
     try:
         result = step(sb, dry)
     except SandboxError as exc:
@@ -535,9 +554,29 @@ def answer(sb: Sandbox, data: Any, number: int, *, dry: bool = False) -> LineOut
         profile_id = result.session.profile_id or profile_id
     campaigns = {c.id: c for c in sb.campaigns}
     found = outcome(result, {i: c.name for i, c in campaigns.items()})
-    return LineOutcome(
-        number, wire, found, None, session_id, profile_id, observe(result, campaigns)
-    )
+    seen = observe(result, campaigns, now)
+    if probing is not None and probing.probes:
+        evaluated = result.session.profile_id
+        profile = before if before is not None and before.integration_id == evaluated else None
+        if profile is None and evaluated:
+            with contextlib.suppress(SandboxError):
+                profile = sb.get_profile(evaluated)
+        asked = probe_answer(result, sb, probing.version, list(probing.probes), profile, now)
+        seen = attrs.evolve(seen, probed=asked)
+    return LineOutcome(number, wire, found, None, session_id, profile_id, seen)
+
+
+def _profile_before(sb: Sandbox, data: Any, session_id: str, profile_id: str | None) -> Any:
+    """The profile an update is evaluated with, as it is before the update."""
+    if profile_id is None and isinstance(data, dict) and "customerSession" in data:
+        with contextlib.suppress(SandboxError):
+            profile_id = sb.get_session(session_id).submitted.profile_id
+    if not profile_id:
+        return None
+    try:
+        return sb.get_profile(profile_id)
+    except SandboxError:
+        return None
 
 
 def _bad(number: int, exc: SandboxError) -> LineOutcome:
@@ -549,27 +588,30 @@ def _bad(number: int, exc: SandboxError) -> LineOutcome:
     )
 
 
-def line_outcome(sb: Sandbox, number: int, raw: bytes, dry: bool = True) -> LineOutcome:
+def line_outcome(
+    sb: Sandbox, number: int, raw: bytes, dry: bool = True, probing: Probing | None = None
+) -> LineOutcome:
     """One line of a sessions file sent to ``sb`` (picklable: ``--jobs`` workers run it
-    with ``dry=True``, each line alone)."""
+    with ``dry=True``, each line alone, without probes)."""
     try:
         data = parse_line(decode_line(raw))
     except SandboxError as exc:
         return _bad(number, exc)
-    return answer(sb, data, number, dry=dry)
+    return answer(sb, data, number, dry=dry, probing=probing)
 
 
-def stateful_line_outcome(sb: Sandbox, number: int, raw: bytes) -> LineOutcome:
-    """:func:`line_outcome` carrying state, as ``eval`` without ``--dry``."""
-    return line_outcome(sb, number, raw, dry=False)
+def probings(old: Sandbox, new: Sandbox) -> tuple[Probing, Probing]:
+    """The changed conditions to ask on the answers of each version."""
+    found = tuple(probes(old, new, changes(old, new)))
+    return Probing("old", found), Probing("new", found)
 
 
 class _Comparison:
     """A report and each version's traffic, fed pairs of line outcomes."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, probing: bool = False) -> None:
         self.report = DiffReport()
-        self.traffic = {"old": Traffic(), "new": Traffic()}
+        self.traffic = {"old": Traffic(probing=probing), "new": Traffic(probing=probing)}
 
     def add(self, before: LineOutcome, after: LineOutcome, scope: str = "") -> None:
         if before.outcome is None or after.outcome is None:
@@ -593,11 +635,14 @@ def compare_lines(
     new: Iterable[LineOutcome],
     *,
     rules: tuple[Sandbox, Sandbox] | None = None,
+    probed: bool = False,
 ) -> tuple[DiffReport, list[LineOutcome]]:
     """The report of two streams of line outcomes (the same lines, in order), and the
     lines that were bad input. ``rules`` (a fresh sandbox of each version) adds what
-    changed by source and whether these lines exercised it."""
-    comparison = _Comparison()
+    changed by source and whether these lines exercised it; ``probed`` says the line
+    outcomes were made with :func:`probings` (so changed conditions that were never
+    told apart are reported)."""
+    comparison = _Comparison(probing=probed)
     bad: list[LineOutcome] = []
     for before, after in zip(old, new, strict=True):
         if before.bad is not None:
@@ -616,10 +661,11 @@ def compare(old: Sandbox, new: Sandbox, sessions: Iterable[Any]) -> DiffReport:
     session ``i`` has the id ``diff-i``. The report also lists what changed by source
     between the two sandboxes and whether these sessions exercised it.
     """
-    comparison = _Comparison()
+    comparison = _Comparison(probing=True)
+    asking = probings(old, new)
     for index, session in enumerate(sessions):
         pair = []
-        for sb in (old, new):
+        for sb, probing in zip((old, new), asking, strict=True):
             campaigns = {c.id: c for c in sb.campaigns}
             try:
                 state = sb.update(f"diff-{index}", session, dry=True)
@@ -627,17 +673,15 @@ def compare(old: Sandbox, new: Sandbox, sessions: Iterable[Any]) -> DiffReport:
                 pair.append(LineOutcome(index, session, _refusal(exc), session_id=f"diff-{index}"))
                 continue
             found = outcome(state, {i: c.name for i, c in campaigns.items()})
-            pair.append(
-                LineOutcome(
-                    index,
-                    session,
-                    found,
-                    None,
-                    f"diff-{index}",
-                    state.session.profile_id,
-                    observe(state, campaigns),
-                )
-            )
+            seen = observe(state, campaigns)
+            pid = state.session.profile_id
+            profile = None
+            if pid:
+                with contextlib.suppress(SandboxError):
+                    profile = sb.get_profile(pid)
+            asked = probe_answer(state, sb, probing.version, list(probing.probes), profile, sb.now)
+            seen = attrs.evolve(seen, probed=asked)
+            pair.append(LineOutcome(index, session, found, None, f"diff-{index}", pid, seen))
         comparison.add(pair[0], pair[1])
     return comparison.report.judge(old, new, comparison.traffic)
 
@@ -710,9 +754,10 @@ class _Search:
         self, old: Callable[[], Sandbox], new: Callable[[], Sandbox], version: int, steps: int
     ) -> None:
         self.old, self.new, self.version, self.steps = old, new, version, steps
-        self.comparison = _Comparison()
+        self.comparison = _Comparison(probing=True)
         old_sb, new_sb = old(), new()
         found = changes(old_sb, new_sb)
+        self.probings = probings(old_sb, new_sb)
         self.watched = _Watched(found)
         self.focus = _focus(old_sb, new_sb, found)
         self.scopes = [0]  # lifecycles made, shrink attempts included
@@ -801,6 +846,14 @@ class _Safe:
 
 _CENT = Decimal("0.01")
 _AROUND = (timedelta(hours=-1), timedelta(seconds=1), timedelta(hours=1), timedelta(days=1))
+_WAITS = (
+    timedelta(0),
+    timedelta(hours=1),
+    timedelta(days=1),
+    timedelta(days=2),
+    timedelta(days=8),
+    timedelta(days=32),
+)
 _MAX_FOCUS_NUMBERS = 24
 
 
@@ -816,12 +869,17 @@ class _Focus:
     costs: tuple[str, ...] = ()
     attributes: tuple[tuple[str, Any], ...] = ()
     dates: tuple[datetime, ...] = ()
+    repeat: tuple[str, ...] = ()
+    """Campaigns whose codes a change limits differently (its limits, a code's usage
+    limit, the usage limit of codes a rule creates in it): customers come back with a
+    code they redeemed."""
 
 
 def _focus(old: Sandbox, new: Sandbox, found: list[Change]) -> _Focus:
     numbers: set[Decimal] = set()
     attributes: dict[tuple[str, str], tuple[str, Any]] = {}
     dates: set[datetime] = set()
+    repeat: dict[str, None] = {}
     costs: dict[str, None] = {}
     for sb in (old, new):
         for campaign in sb.campaigns:
@@ -837,8 +895,13 @@ def _focus(old: Sandbox, new: Sandbox, found: list[Change]) -> _Focus:
                 continue
             campaign = found_campaign
             title = change.title(version)
+            if change.kind in ("limits", "code"):
+                repeat[change.campaign] = None
             if change.kind == "rule" and title is not None:
                 rule = next((r for r in campaign.rules if r.title == title), None)
+                for spec in rule.effects if rule is not None else ():
+                    if isinstance(spec, CreateCoupon):
+                        repeat[spec.campaign or change.campaign] = None
                 for condition in rule.conditions if rule is not None else ():
                     _numbers_in(fingerprint(condition.fn), numbers)
                     for hint in condition.hints:
@@ -859,7 +922,13 @@ def _focus(old: Sandbox, new: Sandbox, found: list[Change]) -> _Focus:
     around = {(n + delta).quantize(_CENT) for n in ordered for delta in (-_CENT, Decimal(0), _CENT)}
     around |= {((a + b) / 2).quantize(_CENT) for a, b in itertools.pairwise(ordered)}
     chosen = sorted(n for n in around if n > 0)[:_MAX_FOCUS_NUMBERS]
-    return _Focus(tuple(chosen), tuple(costs), tuple(attributes.values()), tuple(sorted(dates)))
+    return _Focus(
+        tuple(chosen),
+        tuple(costs),
+        tuple(attributes.values()),
+        tuple(sorted(dates)),
+        tuple(repeat),
+    )
 
 
 def _numbers_in(found: Any, into: set[Decimal]) -> None:
@@ -947,6 +1016,10 @@ class _Watched:
         return new
 
 
+_KEPT = (SessionState.CLOSED, SessionState.PARTIALLY_RETURNED)
+_CLOSED_STATE = SessionState.CLOSED
+
+
 class _ShownError(Exception):
     """Raised in a lifecycle that shows the kind of difference being shrunk."""
 
@@ -987,6 +1060,7 @@ def _machine(driver: Callable[[], Sandbox], search: _Search) -> type:
             return _Safe.wrap(driver())
 
         def sessions(self, sb: Sandbox) -> Any:
+            self._again = inventory_sessions(sb, version=version)
             combined = combination_sessions(sb)
             if version == 2:
                 combined = combined.map(as_v2)
@@ -1012,6 +1086,42 @@ def _machine(driver: Callable[[], Sandbox], search: _Search) -> type:
             self.steps.append({"advance": amount})
             self.sb.advance(**amount)
 
+        def _redeemed(self) -> list[tuple[str, str]]:
+            """(profile, code) of the closed sessions that redeemed a code of a campaign
+            in focus.repeat."""
+            ids = {c.id for c in self.sb.campaigns if c.name in focus.repeat}
+            found = {
+                (stored.submitted.profile_id, str(effect.value))
+                for stored in self.sb.sessions.values()
+                if stored.state in _KEPT and stored.submitted.profile_id
+                for effect in stored.effects
+                if effect.effect_type is EffectType.ACCEPT_COUPON and effect.campaign_id in ids
+            }
+            return sorted(found)
+
+        @precondition(lambda self: bool(focus.repeat) and bool(self._redeemed()))
+        @rule(data=st.data())
+        def redeem_again(self, data: st.DataObject) -> None:
+            """A customer comes back, after an hour, a day, a week or a month, with a code
+            they redeemed, of a campaign whose limits a change moved."""
+            profile, code = data.draw(st.sampled_from(self._redeemed()), label="again")
+            wait = data.draw(st.sampled_from(_WAITS), label="after")
+            if wait:
+                amount = {"days": wait.days, "seconds": wait.seconds}
+                self.steps.append({"advance": amount})
+                self.sb.advance(**amount)
+            again = getattr(self, "_again", None)
+            if again is None:
+                again = inventory_sessions(self.sb, version=version)
+            session = data.draw(again, label="session")
+            codes: dict[str, Any] = (
+                {"coupon_codes": (code,)}
+                if isinstance(session, NewCustomerSessionV2)
+                else {"coupon": code}
+            )
+            session = attrs.evolve(session, profile_id=profile, state=_CLOSED_STATE, **codes)
+            self._update(f"again-{len(self.steps)}", session)
+
         # fuzz's checks, left out (see above): plain methods drop the markers
         def _check(self, state: Any) -> None:
             return None
@@ -1033,7 +1143,10 @@ def _machine(driver: Callable[[], Sandbox], search: _Search) -> type:
             steps = getattr(self, "steps", [])
             for number in range(self._compared, len(steps)):
                 data = parse_line(dumps(steps[number]))
-                before, after = (answer(sb, data, number + 1) for sb in self._pair)
+                before, after = (
+                    answer(sb, data, number + 1, probing=probing)
+                    for sb, probing in zip(self._pair, search.probings, strict=True)
+                )
                 self._compared = number + 1
                 self._novel += watched.note(before.seen, after.seen)
                 search.record(self._scope, before, after)

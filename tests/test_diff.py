@@ -327,6 +327,44 @@ def test_a_changed_rule_the_traffic_never_exercised_is_reported_with_exit_3(
     assert EXIT_NOT_EXERCISED == 3
 
 
+def test_a_threshold_seen_both_ways_but_never_between_old_and_new_is_not_exercised(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Free shipping from 75, then from 60: carts of 40 and 90 make the condition true and
+    false in both versions, yet no cart lies between 60 and 75, where they disagree.
+    "No difference" there would be a false all-clear."""
+    from sandbox.cli import main
+
+    old = str(shop_file(tmp_path, "old"))
+    new = str(shop_file(tmp_path, "new", ("FREE_SHIPPING_FROM = 75", "FREE_SHIPPING_FROM = 60")))
+    carts = [
+        {
+            "cartItems": [{"sku": "a", "quantity": 1, "price": price}],
+            "additionalCosts": {"shipping": {"price": 4.99}},
+        }
+        for price in (40, 90)
+    ]
+    path = str(write_lines(tmp_path, "carts.jsonl", carts))
+    report = tmp_path / "report.json"
+    assert main(["diff", old, new, "--sessions", path, "--json", str(report)]) == 3
+    capsys.readouterr()
+    (change,) = json.loads(report.read_text())["changes"]
+    assert change["missing"] == [
+        "condition 0: the old and the new condition never disagreed on the compared traffic "
+        "(no context between the two)"
+    ]
+    # A cart of 70 is between: the difference shows.
+    between = str(
+        write_lines(
+            tmp_path,
+            "between.jsonl",
+            [*carts, {**carts[0], "cartItems": [{"sku": "a", "quantity": 1, "price": 70}]}],
+        )
+    )
+    assert main(["diff", old, new, "--sessions", between]) == EXIT_DIFFERS
+    capsys.readouterr()
+
+
 def test_compare_reports_unexercised_changes_too(tmp_path: Path) -> None:
     old = build(shop_file(tmp_path, "old"))()
     new = build(
