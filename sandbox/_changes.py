@@ -14,9 +14,14 @@ against ``total_at_least(60)``).
 to be called exercised (:func:`unexercised` says what is missing):
 
 - a rule: each condition seen true and seen false (conditions run in order, so a
-  condition after a false one is not seen), and the rule fired at least once;
+  condition after a false one is not seen), and the rule fired at least once; a
+  condition changed in place, asked in its old and its new form on the same contexts
+  (:class:`Probe`) and seen to disagree once (a threshold moved from 75 to 60 is
+  exercised by a cart between the two only); a changed effect that creates codes, one
+  of its codes sent by two sessions;
 - limits: a code of the campaign (or a rule's effect) seen refused by a limit, and a
-  code accepted or a rule fired;
+  code accepted or a rule fired; a changed period, one customer redeeming at two
+  moments that the old and the new period bucket differently;
 - a coupon or referral: the code seen accepted, and seen refused for the reason its
   changed field decides (``CouponExpired`` for ``expiry_date``, ...);
 - a window or state: the campaign seen running and seen not running;

@@ -18,7 +18,8 @@ A session whose answers differ is reported once, by its id and profile, with the
 answers side by side. Beside the verdict, the report lists what each version changed,
 by source (:mod:`sandbox._changes`: conditions and effects compared by their code,
 campaign by campaign), and whether the compared traffic exercised each change: a
-changed rule whose conditions were never seen both true and false, a changed limit
+changed rule whose conditions were never seen both true and false (or, changed in
+place, never seen to disagree with their old form on the same context), a changed limit
 never reached, a changed coupon never refused for the reason its change decides. The
 verdict (:attr:`DiffReport.exit_code`, ``python -m sandbox diff``'s exit code):
 
@@ -724,7 +725,7 @@ def search(
     report = run.comparison.report
     report.lifecycles = run.generated
     for lines, kinds in run.found:
-        shrunk = _without_needless(old, new, lines, kinds[0])
+        shrunk = _without_needless(old, new, lines, kinds)
         if len(shrunk) == 1:
             alone = parse_line(shrunk[0])
             if isinstance(alone, dict) and set(alone) == {"customerSessionId", "customerSession"}:
@@ -1190,20 +1191,18 @@ def _run_machine(machine: type, examples: int, steps: int, seed: int | None) -> 
 
 
 def _shows(
-    old: Callable[[], Sandbox], new: Callable[[], Sandbox], lines: list[str], kind: str
+    old: Callable[[], Sandbox], new: Callable[[], Sandbox], lines: list[str], kinds: list[str]
 ) -> bool:
-    """Whether the lifecycle ``lines`` shows ``kind`` when replayed on fresh sandboxes."""
+    """Whether the last step of the lifecycle ``lines``, replayed on fresh sandboxes,
+    shows every one of ``kinds``."""
     pair = (old(), new())
+    before = after = None
     for number, line in enumerate(lines, start=1):
         data = parse_line(line)
         before, after = (answer(sb, data, number) for sb in pair)
-        if (
-            before.outcome is not None
-            and after.outcome is not None
-            and kind in kinds_of(before.outcome, after.outcome)
-        ):
-            return True
-    return False
+    if before is None or after is None or before.outcome is None or after.outcome is None:
+        return False
+    return set(kinds) <= set(kinds_of(before.outcome, after.outcome))
 
 
 _OPTIONAL_KEYS = (
@@ -1219,7 +1218,7 @@ _OPTIONAL_KEYS = (
 
 
 def _without_needless(
-    old: Callable[[], Sandbox], new: Callable[[], Sandbox], lines: list[str], kind: str
+    old: Callable[[], Sandbox], new: Callable[[], Sandbox], lines: list[str], kinds: list[str]
 ) -> list[str]:
     """``lines`` without each step, then each optional field of a session, that the
     difference shows without (Hypothesis keeps the lifecycle's first orders, and may
@@ -1227,7 +1226,7 @@ def _without_needless(
     kept = list(lines)
     for index in range(len(kept) - 2, -1, -1):
         fewer = kept[:index] + kept[index + 1 :]
-        if _shows(old, new, fewer, kind):
+        if _shows(old, new, fewer, kinds):
             kept = fewer
     for index, line in enumerate(kept):
         data = parse_line(line)
@@ -1239,7 +1238,7 @@ def _without_needless(
                 continue
             lighter = {k: v for k, v in session.items() if k != key}
             trial = [*kept[:index], dumps({**data, "customerSession": lighter}), *kept[index + 1 :]]
-            if _shows(old, new, trial, kind):
+            if _shows(old, new, trial, kinds):
                 session, kept = lighter, trial
                 data = parse_line(kept[index])
     return kept
