@@ -84,7 +84,7 @@ from sandbox.errors import (
     ValidationError,
     escape_pointer_token,
 )
-from sandbox.models import IntegrationRequest, ResponseContent
+from sandbox.models import EventRequest, IntegrationRequest, NewReferral, ResponseContent
 from sandbox.responses import returns_wire
 from sandbox.state import IntegrationState, wire_time
 
@@ -466,8 +466,13 @@ def snapshot_wire(sb: Sandbox) -> dict[str, Any]:
         }
 
 
+_INVENTORY_PARTS = ("profile", "referrals", "coupons", "loyalty", "giveaways", "achievements")
+
+
 def _view_wire(view: Any) -> dict[str, Any]:
     names = {
+        "profile_redemption_count": "profileRedemptionCount",
+        "referred_customers": "referredCustomers",
         "campaign_id": "campaignId",
         "usage_limit": "usageLimit",
         "usage_counter": "usageCounter",
@@ -557,7 +562,10 @@ def create_app(rules: Rules, *, api_key: str, max_body: int = MAX_BODY) -> Starl
             # cycle with the future that carried it, holding the request body in its
             # frames until the cyclic garbage collector happens to run.
             try:
-                return _json_response(_json_bytes(work(sb, raw)))
+                result = work(sb, raw)
+                if isinstance(result, Response):  # a status other than 200
+                    return result
+                return _json_response(_json_bytes(result))
             except Exception as exc:
                 return _refusal(exc, path_parameter=path_parameter, state_source=source).response()
 
@@ -610,6 +618,9 @@ def create_app(rules: Rules, *, api_key: str, max_body: int = MAX_BODY) -> Starl
         problems: list[Problem] = []
         dry = _flag(request, "dry", problems)
 
+        run_rules = _flag(request, "runRuleEngine", problems)
+        key = request.headers.get("idempotency-key")
+
         def work(sb: Sandbox, raw: bytes) -> Any:
             if problems:
                 raise ValidationError(problems, subject="request")
@@ -617,8 +628,12 @@ def create_app(rules: Rules, *, api_key: str, max_body: int = MAX_BODY) -> Starl
             items = _return_items(body)
             before = sb.get_session(session_id)  # this request holds the session (busy)
             try:
-                state = sb.return_items(session_id, items, dry=dry)
+                state = sb.return_items(
+                    session_id, items, dry=dry, run_rule_engine=run_rules, idempotency_key=key
+                )
             except ValidationError as exc:
+                if any(p.pointer == "Idempotency-Key" for p in exc.errors):
+                    raise
                 raise exc.within("/return") from None
             wanted = _wanted(body)
             answer = state.to_wire(response_content=wanted)
@@ -645,6 +660,88 @@ def create_app(rules: Rules, *, api_key: str, max_body: int = MAX_BODY) -> Starl
         return await answer(
             request, work, busy=("profile", profile_id), path_parameter="integrationId"
         )
+
+    async def track_event(request: Request) -> Response:
+        problems: list[Problem] = []
+        dry = _flag(request, "dry", problems)
+        silent = request.query_params.get("silent", "yes")  # Talon.One's default: 204
+        if silent not in ("yes", "no"):
+            problems.append(Problem("silent", f"'silent' must be yes or no, got {silent!r}"))
+
+        def work(sb: Sandbox, raw: bytes) -> Any:
+            body = _body(raw)
+            event = from_wire(EventRequest, body)
+            if problems:
+                raise ValidationError(problems, subject="request")
+            state = sb.track_event(
+                event.profile_id,
+                event.type,
+                event.attributes,
+                dry=dry,
+                response_content=event.response_content,
+                evaluable_campaign_ids=event.evaluable_campaign_ids,
+            )
+            if silent == "yes":
+                return Response(status_code=204)
+            return state.to_wire(response_content=_wanted(body))
+
+        return await answer(request, work)
+
+    async def inventory(request: Request) -> Response:
+        profile_id = request.path_params["integrationId"]
+        problems: list[Problem] = []
+        parts = {name: _flag(request, name, problems) for name in _INVENTORY_PARTS}
+
+        def work(sb: Sandbox, _: bytes) -> Any:
+            if problems:
+                raise ValidationError(problems, subject="request")
+            wire = sb.get_inventory(profile_id).to_wire(
+                profile=parts["profile"], coupons=parts["coupons"], referrals=parts["referrals"]
+            )
+            if parts["loyalty"]:
+                wire["loyalty"] = {"programs": {}}  # the sandbox has no loyalty programs
+            if parts["giveaways"]:
+                wire["giveaways"] = []
+            if parts["achievements"]:
+                wire["achievements"] = []
+            return wire
+
+        return await answer(request, work, path_parameter="integrationId")
+
+    async def create_referral(request: Request) -> Response:
+        def work(sb: Sandbox, raw: bytes) -> Any:
+            new = from_wire(NewReferral, _body(raw))
+            times: dict[str, Any] = {}
+            problems = []
+            for name, pointer in (("start_date", "/startDate"), ("expiry_date", "/expiryDate")):
+                value = getattr(new, name)
+                if value is not None:
+                    try:
+                        times[name] = parse_time(value, f"'{pointer[1:]}'")
+                    except DefinitionError as exc:
+                        problems.append(Problem(pointer, str(exc)))
+            if new.campaign_id not in {c.id for c in sb.campaigns}:
+                problems.append(
+                    Problem(
+                        "/campaignId",
+                        f"no campaign with id {new.campaign_id}; the campaigns are "
+                        + (", ".join(f"{c.id} ({c.name!r})" for c in sb.campaigns) or "none"),
+                    )
+                )
+            if problems:
+                raise ValidationError(problems, subject="NewReferral")
+            made = sb.create_referral(
+                new.campaign_id,
+                new.advocate_profile_integration_id,
+                friend=new.friend_profile_integration_id,
+                usage_limit=new.usage_limit or 0,
+                **times,
+            )
+            wire = made.to_wire()
+            wire.pop("referredCustomers")  # a Referral, not an InventoryReferral
+            return _json_response(_json_bytes(wire), status=201)
+
+        return await answer(request, work)
 
     # -- the control surface -----------------------------------------------------
 
@@ -738,6 +835,9 @@ def create_app(rules: Rules, *, api_key: str, max_body: int = MAX_BODY) -> Starl
             Route(session_path + "/reopen", reopen_session, methods=["PUT"]),
             Route(session_path + "/returns", return_items, methods=["POST"]),
             Route("/v2/customer_profiles/{integrationId}", update_profile, methods=["PUT"]),
+            Route("/v2/events", track_event, methods=["POST"]),
+            Route("/v1/customer_profiles/{integrationId}/inventory", inventory, methods=["GET"]),
+            Route("/v1/referrals", create_referral, methods=["POST"]),
             Route("/sandbox/clock", clock, methods=["GET", "PUT"]),
             Route("/sandbox/clock/advance", advance, methods=["POST"]),
             Route("/sandbox/coupons/{code}", coupon, methods=["GET"]),
