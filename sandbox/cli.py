@@ -1088,7 +1088,7 @@ def _parser() -> argparse.ArgumentParser:
         "--sessions",
         metavar="FILE",
         help="recorded traffic: a JSONL file of any line eval takes (sessions, closes, "
-        "reopen, returnItems, profile updates, advance), fed in order to one sandbox per "
+        "reopen, returnItems, profile updates, events, advance), fed in order to one sandbox per "
         "version, each carrying its own state; without it, lifecycles are generated from "
         "both files' rules and each kind of difference is shrunk",
     )

@@ -222,6 +222,8 @@ class SessionDiff:
         profile = f" (profile {self.profile_id})" if self.profile_id else " (no profile)"
         if self.session_id.startswith("profile "):
             profile = ""
+        elif self.session_id.startswith("event ") and self.profile_id:
+            profile = f" (profile {self.profile_id})"
         scope = f"{self.scope}, " if self.scope else ""
         return f"{scope}{_session_name(self.session_id)}{profile}"
 
@@ -239,7 +241,9 @@ class SessionDiff:
 
 
 def _session_name(session_id: str) -> str:
-    return session_id if session_id.startswith("profile ") else f"session {session_id}"
+    if session_id.startswith(("profile ", "event ")):
+        return session_id
+    return f"session {session_id}"
 
 
 @attrs.define
@@ -514,6 +518,11 @@ def _request_names(data: Any, number: int) -> tuple[str, str | None]:
                 return data[key], None
         if isinstance(data.get("updateProfile"), str):
             return f"profile {data['updateProfile']}", data["updateProfile"]
+        event = data.get("trackEvent")
+        if isinstance(event, dict):
+            profile = event.get("profileId")
+            profile = profile if isinstance(profile, str) else None
+            return f"event {event.get('type')!s} (line {number})", profile
         session = data.get("customerSession", data)
         sid = data.get("customerSessionId", f"line-{number}")
         profile = session.get("profileId") if isinstance(session, dict) else None
@@ -550,6 +559,8 @@ def answer(
         return LineOutcome(number, wire, session_id=session_id, profile_id=profile_id)
     if result.session_id.startswith("profile:"):
         session_id = f"profile {profile_id}"
+    elif result.session_id.startswith("event:"):
+        profile_id = result.session.profile_id or profile_id
     else:
         session_id = result.session_id
         profile_id = result.session.profile_id or profile_id

@@ -210,7 +210,7 @@ def test_a_refactor_that_runs_the_same_code_is_no_change(tmp_path: Path) -> None
 
 def shop_traffic() -> list[object]:
     """A gold customer's two orders with the welcome code (once per customer), a return,
-    a reopen and a cancel, a clock move, a friend's order with shipping."""
+    a reopen and a cancel, a clock move, a friend's order with shipping, an event."""
     return [
         {"updateProfile": "p1", "attributes": {"tier": "gold"}},
         {
@@ -244,6 +244,7 @@ def shop_traffic() -> list[object]:
                 "additionalCosts": {"shipping": {"price": 4.99}},
             },
         },
+        {"trackEvent": {"profileId": "p1", "type": "review", "attributes": {}}},
     ]
 
 
@@ -260,9 +261,9 @@ def test_a_file_against_itself_with_lifecycle_steps_exits_0(
     assert err == ""  # every line was taken: no line is bad input
     data = json.loads(report.read_text())
     # The answers: order-1's update and close, its return, order-2's close, reopen and
-    # cancel, order-3 (the profile update and the clock move answer nothing to compare).
-    assert data["compared"] == 7
-    assert data["sessionsCompared"] == 3
+    # cancel, order-3, the event (the profile update and the clock move answer nothing).
+    assert data["compared"] == 8
+    assert data["sessionsCompared"] == 4
     assert (data["verdict"], data["differing"], data["changes"]) == ("same", 0, [])
     assert "the same rules, the same answers (exit 0)" in out
 
