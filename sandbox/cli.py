@@ -47,6 +47,13 @@
 - ``fuzz RULES.py [--examples N] [--seed S]``: checks the built-in invariants
   and the file's own ``property_*`` functions on generated sessions and
   lifecycles; prints each shrunk counterexample as replayable JSON.
+- ``diff OLD.py NEW.py [--sessions FILE [--dry] [--jobs N | --dask ADDRESS]]
+  [--examples N] [--version 1|2] [--seed S] [--json FILE]``: the same traffic
+  fed to both rule versions, each carrying its own state as ``eval`` does
+  (recorded lines, or generated lifecycles), every answer compared
+  (:mod:`sandbox.diff`); the differing sessions by id, what each version changed
+  by source and whether the traffic exercised it. Exits 1 when an answer
+  differs, 3 when none does but a change was never exercised.
 
 - ``serve RULES.py [--host H] [--port P] [--api-key KEY] [--max-body BYTES]
   [--state FILE]``: the rules as a local Talon.One Integration API
@@ -57,7 +64,8 @@
   ``_HOST``, ``_PORT``, ``_API_KEY``, ``_MAX_BODY``, ``_STATE``); a flag wins.
 
 Exit codes: 0 ok; 1 an invariant or property was violated (``fuzz``, ``demo``),
-or the two rule versions answer differently (``diff``); 2 bad usage or input (a
+or the two rule versions answer differently (``diff``); 3 (``diff``) no answer
+differs but a change was never exercised by the traffic; 2 bad usage or input (a
 message on stderr, never a traceback; an unexpected error on one ``eval`` line
 is reported as that line's error, as a bug to report); 69 (sysexits'
 EX_UNAVAILABLE) the ``--jobs`` or ``--dask`` workers went away; 74 (EX_IOERR)
@@ -99,6 +107,13 @@ DEFAULT_RULES = "examples/xmas.py"
 EXIT_UNAVAILABLE = 69  # sysexits.h EX_UNAVAILABLE
 EXIT_OUTPUT = 74  # sysexits.h EX_IOERR
 EXIT_INTERRUPTED = 130  # the shell's 128 + SIGINT
+EXIT_NOT_EXERCISED = 3  # diff: no difference seen, but a change was never exercised
+DIFF_EXAMPLES = 100
+_NOT_EXERCISED = (
+    "no answer differs, but a change (a rule, limit, code, window or group) was never "
+    "exercised by the compared traffic (a condition never seen both true and false, a "
+    "limit never reached): not an all-clear"
+)
 
 
 class UsageError(SandboxError):
@@ -723,17 +738,28 @@ def _write(path: str, text: str, option: str) -> None:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from sandbox.diff import compare_lines, search
+    from sandbox.diff import compare_lines, probings, search
 
     old, new = _load(args.old), _load(args.new)
     if args.sessions is None:
         if args.jobs is not None or args.dask is not None:
             raise UsageError("--jobs and --dask compare recorded sessions: give --sessions FILE")
+        if args.dry:
+            raise UsageError("--dry compares recorded sessions: give --sessions FILE")
         if args.examples < 1:
             raise UsageError(f"--examples must be at least 1, got {args.examples}")
-        report = search(old, new, examples=args.examples, seed=args.seed)
+        report = search(old, new, examples=args.examples, seed=args.seed, version=args.version or 2)
         bad: list[Any] = []
     else:
+        if args.version is not None:
+            raise UsageError(
+                "--version is for generated sessions; recorded ones are V1 or V2 as written"
+            )
+        if (args.jobs is not None or args.dask is not None) and not args.dry:
+            raise UsageError(
+                "--jobs and --dask need --dry: without it each version carries state from "
+                "line to line (as eval does), so the comparison is sequential"
+            )
         with contextlib.ExitStack() as files:
             if args.jobs is not None or args.dask is not None:
                 runner = _runner(args, files)  # one pool for both rule sets
@@ -742,23 +768,31 @@ def _diff(args: argparse.Namespace) -> int:
                     for rules, sb in ((args.old, old()), (args.new, new()))
                 ]
             else:
-                streams = [_sequential_lines(sb, args.sessions, files) for sb in (old(), new())]
-            report, bad = compare_lines(*streams)
+                asking = probings(old(), new())
+                streams = [
+                    _sequential_lines(sb, args.sessions, files, dry=args.dry, probing=probing)
+                    for sb, probing in zip((old(), new()), asking, strict=True)
+                ]
+            parallel = args.jobs is not None or args.dask is not None
+            report, bad = compare_lines(*streams, rules=(old(), new()), probed=not parallel)
         for line in bad:
-            print(f"{args.sessions}:{line.number}: {line.bad}", file=sys.stderr)
+            column = f":{line.column}" if line.column is not None else ""
+            print(f"{args.sessions}:{line.number}{column}: {line.bad}", file=sys.stderr)
     print(report.render())
     if args.json is not None:
         _write(args.json, json.dumps(report.to_json(), indent=2) + "\n", "--json")
     if bad:
         print(f"{len(bad)} line(s) could not be compared", file=sys.stderr)
         return 2
-    return 0 if report.ok else 1
+    return int(report.exit_code)
 
 
-def _sequential_lines(sb: Sandbox, path: str, files: contextlib.ExitStack) -> Iterator[Any]:
+def _sequential_lines(
+    sb: Sandbox, path: str, files: contextlib.ExitStack, *, dry: bool, probing: Any
+) -> Iterator[Any]:
     from sandbox.diff import line_outcome
 
-    return (line_outcome(sb, number, raw) for number, raw in _lines(path, files))
+    return (line_outcome(sb, number, raw, dry, probing) for number, raw in _lines(path, files))
 
 
 def _lines(path: str, files: contextlib.ExitStack) -> Iterator[tuple[int, bytes]]:
@@ -965,11 +999,14 @@ _EXIT_CODES = {
 }
 
 
-def _exit_codes(violated: str | None, *, parallel: bool) -> str:
+def _exit_codes(
+    violated: str | None, *, parallel: bool, extra: dict[int, str] | None = None
+) -> str:
     """The help's list of exit codes of one command (``violated``: what its 1 means)."""
     codes = dict(_EXIT_CODES)
     if violated is not None:
         codes[1] = violated
+    codes.update(extra or {})
     if not parallel:
         del codes[EXIT_UNAVAILABLE]
     lines = ["exit codes:"]
@@ -990,8 +1027,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Test Talon.One-style promotion rules locally.",
         epilog=_exit_codes(
             "fuzz and demo: an invariant or a property_* was violated; "
-            "diff: the two rule versions answer differently",
+            "diff: the two rule versions answer differently (it differs)",
             parallel=True,
+            extra={EXIT_NOT_EXERCISED: "diff: " + _NOT_EXERCISED},
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -1097,8 +1135,18 @@ def _parser() -> argparse.ArgumentParser:
     fz.set_defaults(run=_fuzz)
     df = commands.add_parser(
         "diff",
-        help="compare two rule versions on the same sessions: what the change does to carts",
-        epilog=_exit_codes("the two rule versions answer differently", parallel=True),
+        help="compare two rule versions on the same traffic: what the change does to customers",
+        description="Feed the same traffic to both rule versions, each carrying its own "
+        "state, and compare every answer; list what each version changed by source and "
+        "whether the traffic exercised it.",
+        epilog=_exit_codes(
+            "the two rule versions answer differently",
+            parallel=True,
+            extra={
+                0: "no answer differs, and every change by source was exercised",
+                EXIT_NOT_EXERCISED: _NOT_EXERCISED,
+            },
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     df.add_argument("old", help="the rules file as it is")
@@ -1106,16 +1154,38 @@ def _parser() -> argparse.ArgumentParser:
     df.add_argument(
         "--sessions",
         metavar="FILE",
-        help="recorded sessions (JSONL, V1 or V2, as eval reads them); without it, sessions "
-        "are generated from both files' rules and each kind of difference is shrunk",
+        help="recorded traffic: a JSONL file of any line eval takes (sessions, closes, "
+        "reopen, returnItems, profile updates, events, advance), fed in order to one sandbox per "
+        "version, each carrying its own state; without it, lifecycles are generated from "
+        "both files' rules and each kind of difference is shrunk",
     )
     df.add_argument(
-        "--examples", type=int, default=300, help="generated sessions to compare (default 300)"
+        "--dry",
+        action="store_true",
+        help="with --sessions: evaluate every line dry and alone (no state carried), "
+        "which --jobs and --dask need",
+    )
+    df.add_argument(
+        "--examples",
+        type=int,
+        default=DIFF_EXAMPLES,
+        help=f"generated lifecycles to compare (default {DIFF_EXAMPLES})",
+    )
+    df.add_argument(
+        "--version",
+        type=int,
+        choices=(1, 2),
+        default=None,
+        help="the Integration API version of generated sessions (default 2)",
     )
     df.add_argument("--seed", type=int, default=None, help="a seed, to repeat a search")
     where = df.add_mutually_exclusive_group()
-    where.add_argument("--jobs", type=int, metavar="N", help="compare --sessions in N processes")
-    where.add_argument("--dask", metavar="ADDRESS", help="compare --sessions on a Dask cluster")
+    where.add_argument(
+        "--jobs", type=int, metavar="N", help="with --sessions --dry: compare in N processes"
+    )
+    where.add_argument(
+        "--dask", metavar="ADDRESS", help="with --sessions --dry: compare on a Dask cluster"
+    )
     df.add_argument("--dask-timeout", type=float, metavar="SECONDS", help=_DASK_TIMEOUT_HELP)
     df.add_argument("--json", metavar="FILE", help="write the report as JSON, for CI")
     df.set_defaults(run=_diff)

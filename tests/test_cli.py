@@ -1015,12 +1015,14 @@ def test_the_help_of_each_command_lists_the_exit_codes_it_can_end_with(
                 listed[max(listed)] += " " + line.strip()
         return listed
 
-    assert sorted(codes()) == [0, 1, 2, 69, 74, 130]
+    assert sorted(codes()) == [0, 1, 2, 3, 69, 74, 130]
     assert "diff: the two rule versions answer differently" in codes()[1]
+    assert codes()[3].startswith("diff: no answer differs, but a change")
     assert sorted(codes("eval")) == [0, 2, 69, 74, 130]  # eval never says "violated"
     assert codes("eval")[2].startswith("a refused line")
-    assert sorted(codes("diff")) == [0, 1, 2, 69, 74, 130]
+    assert sorted(codes("diff")) == [0, 1, 2, 3, 69, 74, 130]
     assert codes("diff")[1] == "the two rule versions answer differently"
+    assert "never exercised by the compared traffic" in codes("diff")[3]
     assert sorted(codes("fuzz")) == [0, 1, 2, 74, 130]
     assert sorted(codes("demo")) == [0, 1, 2, 74, 130]
     for command in ((), ("eval",), ("diff",)):
