@@ -351,16 +351,24 @@ def _last_evaluation(state: IntegrationState) -> str:
     from sandbox.codec import dumps, to_wire
 
     try:
-        request = dumps(
-            {
-                "customerSessionId": state.session_id,
-                "customerSession": to_wire(state.session, exact=True),
-            }
-        )
+        if state.action == "event" and state.event is not None:
+            line: dict[str, Any] = {"type": state.event.type}
+            if state.session.profile_id:
+                line["profileId"] = state.session.profile_id
+            if state.event.attributes:
+                line["attributes"] = dict(state.event.attributes)
+            request = dumps({"trackEvent": line})
+        else:
+            request = dumps(
+                {
+                    "customerSessionId": state.session_id,
+                    "customerSession": to_wire(state.session, exact=True),
+                }
+            )
         explained = state.explain()
     except Exception as exc:  # a report must never hide the test's own failure
         return f"(could not be shown: {type(exc).__name__}: {exc})"
-    kind = "dry run" if state.dry else "update"
+    kind = "dry run" if state.dry else ("event" if state.action == "event" else "update")
     return (
         f"the last {kind} a sandbox answered in this test, as one JSONL line for "
         f"`python -m sandbox eval RULES.py FILE.jsonl{' --dry' if state.dry else ''}`:\n"

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sandbox.engine import CreatedCode
+from sandbox.engine import CreatedCode, Evaluation, Event
 from sandbox.inventory import Inventory
 from sandbox.ledger import Ledger
 from sandbox.models import AnySession, ResponseContent
@@ -130,6 +130,48 @@ class Answers:
             parts["awardedGiveaways"] = []
         if ResponseContent.PREVIOUS_RETURNS in asked:
             parts["previousReturns"] = returns_wire(stored, self.application_id, meta.id)
+        return parts
+
+    def event_extras(
+        self,
+        asked: Sequence[Any] | None,
+        number: int,
+        event: Event,
+        profile_id: str | None,
+        session_id: str | None,
+        evaluation: Evaluation,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """The parts of a ``TrackEventV2Response`` that ``responseContent`` asked for."""
+        if not asked:
+            return {}
+        wanted = {str(part) for part in asked}
+        parts: dict[str, Any] = {}
+        if "customerProfile" in wanted and profile_id:
+            profile = self.profiles.profile(profile_id, self.profiles.touched(profile_id, now))
+            assert profile is not None
+            parts["customerProfile"] = profile.to_wire()
+        if "triggeredCampaigns" in wanted:
+            by_id = self.inventory.campaign_by_id()
+            parts["triggeredCampaigns"] = [
+                campaign_wire(by_id[i], self.application_id, now)
+                for i in triggered_campaign_ids(evaluation.effects)
+            ]
+        if "event" in wanted:
+            parts["event"] = event_wire(
+                number,
+                event.type,
+                self.application_id,
+                session_id,
+                profile_id,
+                evaluation.effects,
+                now,
+                event.attributes,
+            )
+        if "loyalty" in wanted:
+            parts["loyalty"] = {"programs": {}}
+        if "awardedGiveaways" in wanted:
+            parts["awardedGiveaways"] = []
         return parts
 
     def referred(self, code: str) -> list[str]:

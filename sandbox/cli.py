@@ -48,10 +48,13 @@
   and the file's own ``property_*`` functions on generated sessions and
   lifecycles; prints each shrunk counterexample as replayable JSON.
 
-- ``serve RULES.py [--host H] [--port P] [--api-key KEY] [--max-body BYTES]``:
-  the rules as a local Talon.One Integration API (:mod:`sandbox.server`, the
-  ``server`` extra), until Ctrl-C; the API key is printed at start. Request
-  bodies over ``--max-body`` (default 1MiB) are answered 413.
+- ``serve RULES.py [--host H] [--port P] [--api-key KEY] [--max-body BYTES]
+  [--state FILE]``: the rules as a local Talon.One Integration API
+  (:mod:`sandbox.server`, the ``server`` extra), until Ctrl-C; the API key is
+  printed at start. Request bodies over ``--max-body`` (default 1MiB) are
+  answered 413. ``--state FILE`` keeps the whole state across restarts. Each
+  setting may come from the environment instead (``PROMO_SANDBOX_RULES``,
+  ``_HOST``, ``_PORT``, ``_API_KEY``, ``_MAX_BODY``, ``_STATE``); a flag wins.
 
 Exit codes: 0 ok; 1 an invariant or property was violated (``fuzz``, ``demo``),
 or the two rule versions answer differently (``diff``); 2 bad usage or input (a
@@ -845,26 +848,66 @@ SERVER_HINT = "pip install 'promo-sandbox[server]'"
 _SIZE_UNITS = {"": 1, "B": 1, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3}
 
 
-def _byte_size(text: str) -> int:
+def _byte_size(text: str, source: str = "--max-body") -> int:
     """``--max-body``: a number of bytes, optionally with KiB, MiB or GiB (``1MiB``)."""
     compact = text.strip()
     digits = compact[: len(compact) - len(compact.lstrip("0123456789"))]
     scale = _SIZE_UNITS.get(compact[len(digits) :].strip().upper())
     if not 0 < len(digits) <= 15 or scale is None or int(digits) == 0:
         raise UsageError(
-            f"--max-body must be a positive number of bytes, optionally with KiB, MiB or GiB "
+            f"{source} must be a positive number of bytes, optionally with KiB, MiB or GiB "
             f"(e.g. 1048576 or 1MiB), got {text!r}"
         )
     return int(digits) * scale
 
 
+SERVE_ENVIRONMENT = {
+    "rules": "PROMO_SANDBOX_RULES",
+    "host": "PROMO_SANDBOX_HOST",
+    "port": "PROMO_SANDBOX_PORT",
+    "api_key": "PROMO_SANDBOX_API_KEY",
+    "state": "PROMO_SANDBOX_STATE",
+    "max_body": "PROMO_SANDBOX_MAX_BODY",
+}
+"""``serve``'s settings read from the environment when the flag is not given."""
+
+_SERVE_DEFAULTS = {"host": "127.0.0.1", "port": "9000", "max_body": "1MiB"}
+
+
+def _setting(args: argparse.Namespace, name: str) -> tuple[str | None, str]:
+    """A ``serve`` setting: the flag if given, else its environment variable, else the
+    default; with where it came from, for messages."""
+    given = getattr(args, name)
+    if given is not None:
+        return str(given), ("RULES" if name == "rules" else "--" + name.replace("_", "-"))
+    variable = SERVE_ENVIRONMENT[name]
+    if os.environ.get(variable):
+        return os.environ[variable], variable
+    return _SERVE_DEFAULTS.get(name), "--" + name.replace("_", "-")
+
+
 def _serve(args: argparse.Namespace) -> int:
     """``serve RULES.py``: the rules as a local Integration API (:mod:`sandbox.server`)."""
-    if not 0 <= args.port <= 65535:
-        raise UsageError(f"--port must be from 0 to 65535, got {args.port}")
-    if args.api_key is not None and (not args.api_key or any(c.isspace() for c in args.api_key)):
-        raise UsageError(f"--api-key must be a non-empty key without spaces, got {args.api_key!r}")
-    max_body = _byte_size(args.max_body)
+    rules, _ = _setting(args, "rules")
+    if rules is None:
+        raise UsageError(
+            "serve needs a rules file: python -m sandbox serve RULES.py, or set "
+            "PROMO_SANDBOX_RULES=RULES.py"
+        )
+    host, _ = _setting(args, "host")
+    port_text, port_from = _setting(args, "port")
+    try:
+        port = int(port_text or "")
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise UsageError(f"{port_from} must be a port from 0 to 65535, got {port_text!r}")
+    api_key, key_from = _setting(args, "api_key")
+    if api_key is not None and (not api_key or any(c.isspace() for c in api_key)):
+        raise UsageError(f"{key_from} must be a non-empty key without spaces, got {api_key!r}")
+    size, size_from = _setting(args, "max_body")
+    max_body = _byte_size(size or "", size_from)
+    state, _ = _setting(args, "state")
     try:
         from sandbox import server
     except ImportError as exc:
@@ -874,24 +917,48 @@ def _serve(args: argparse.Namespace) -> int:
         raise UsageError(
             f"serve needs the server extra ({missing} is not installed): {SERVER_HINT}"
         ) from None
-    factory = _load(args.rules)  # a broken rules file is exit 2 before listening
+    from sandbox.persist import StateError
+
+    factory = _load(rules)  # a broken rules file is exit 2 before listening
+    started = False
+
+    def announce(text: str) -> None:
+        nonlocal started
+        started = True
+        print(text, flush=True)
+
     try:
         server.serve(
             factory,
-            host=args.host,
-            port=args.port,
-            api_key=args.api_key,
+            host=host or "127.0.0.1",
+            port=port,
+            api_key=api_key,
             max_body=max_body,
-            announce=lambda text: print(text, flush=True),
+            state=state,
+            rules_name=rules,
+            announce=announce,
         )
     except OutputError:
         raise  # the announcement could not be written: exit 74, not a listening problem
+    except StateError as exc:
+        if not started:
+            raise UsageError(str(exc)) from None  # a state file it cannot load: exit 2
+        print(f"error: {exc}", file=sys.stderr)  # the state could not be saved at the end
+        return EXIT_OUTPUT
     except OSError as exc:
-        raise UsageError(
-            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
-        ) from None
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     return 0
 
+
+_SERVE_EPILOG = (
+    "environment (a flag given wins over its variable):\n"
+    + "\n".join(
+        f"  {variable:<24} {'RULES' if name == 'rules' else '--' + name.replace('_', '-')}"
+        for name, variable in SERVE_ENVIRONMENT.items()
+    )
+    + "\n\nGET /sandbox/health and GET /sandbox/openapi.json answer without the API key; "
+    "each\nrequest is logged on stderr (method, path, status, milliseconds).\n\n"
+)
 
 _DASK_TIMEOUT_HELP = (
     "with --dask: give up (exit 69) when the scheduler cannot be reached, or no worker "
@@ -1067,13 +1134,18 @@ def _parser() -> argparse.ArgumentParser:
     sv = commands.add_parser(
         "serve",
         help="serve the rules as a local Talon.One Integration API (needs promo-sandbox[server])",
+        description="Serve the rules as a local Talon.One Integration API, until Ctrl-C.",
+        epilog=_SERVE_EPILOG + _exit_codes(None, parallel=False),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sv.add_argument("rules", help="a rules file defining `sandbox` or `build()`")
     sv.add_argument(
-        "--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)"
+        "rules",
+        nargs="?",
+        help="a rules file defining `sandbox` or `build()` (default: $PROMO_SANDBOX_RULES)",
     )
+    sv.add_argument("--host", help="the address to listen on (default 127.0.0.1)")
     sv.add_argument(
-        "--port", type=int, default=9000, help="the port to listen on (default 9000; 0: a free one)"
+        "--port", help="the port to listen on (default 9000; 0: a free one)", metavar="PORT"
     )
     sv.add_argument(
         "--api-key",
@@ -1084,9 +1156,14 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument(
         "--max-body",
         metavar="BYTES",
-        default="1MiB",
         help="the largest request body accepted, in bytes or with KiB, MiB or GiB (default "
         "1MiB); a larger one is answered 413",
+    )
+    sv.add_argument(
+        "--state",
+        metavar="FILE",
+        help="keep the whole state in FILE: loaded at start when it exists (a file that is "
+        "not a state of these rules is exit 2), written at the end and on POST /sandbox/save",
     )
     sv.set_defaults(run=_serve)
     return parser

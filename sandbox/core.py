@@ -25,12 +25,14 @@ from typing import Any, ClassVar
 
 import attrs
 
+from sandbox import effects as effects_api
 from sandbox import lifecycle
 from sandbox._html import html_of
 from sandbox.answers import Answers
 from sandbox.checks import enum_value, parse_time
 from sandbox.codec import from_wire, session_from_wire
-from sandbox.engine import Evaluation, Settings, World, evaluate
+from sandbox.engine import Evaluation, Event, Settings, World, evaluate
+from sandbox.engine.desire import generate_code
 from sandbox.errors import (
     DefinitionError,
     Problem,
@@ -38,12 +40,20 @@ from sandbox.errors import (
     UnknownEntityError,
     ValidationError,
 )
-from sandbox.inventory import CASE_SENSITIVITY, CouponView, Inventory, ReferralView, close_hint
+from sandbox.inventory import (
+    CASE_SENSITIVITY,
+    CouponView,
+    CustomerInventory,
+    Inventory,
+    ReferralView,
+    close_hint,
+)
 from sandbox.ledger import Ledger, LockedView
 from sandbox.models import (
     ARITHMETIC,
     MAX_ID_LENGTH,
     AnySession,
+    EventRequest,
     IntegrationRequest,
     NewCustomerSession,
     NewCustomerSessionV2,
@@ -58,6 +68,7 @@ from sandbox.models import (
 )
 from sandbox.models import replace as replace_model
 from sandbox.profiles import CustomerProfile, ProfileStore
+from sandbox.responses import event_type, triggered_campaign_ids
 from sandbox.rules import Campaign, Coupon, Group, Limit, Referral
 from sandbox.sessions import (
     CLOSED,
@@ -306,8 +317,13 @@ class Sandbox:
         end: Any = None,
         limits: Iterable[Limit] = (),
         group: Group | None = None,
+        reevaluate_on_return: bool = False,
     ) -> Campaign:
-        """A new campaign, evaluated after those made before it."""
+        """A new campaign, evaluated after those made before it.
+
+        ``reevaluate_on_return=True`` lets a return with ``run_rule_engine=True``
+        evaluate the campaign again on what the customer kept (Talon.One's
+        ``reevaluateOnReturn``)."""
         if not isinstance(name, str) or not name.strip():
             raise DefinitionError(f"campaign(name) must be a non-empty string, got {name!r}")
         where = f"campaign {name!r}"
@@ -319,6 +335,10 @@ class Sandbox:
                 f"{where}: end {end_time.isoformat()} is before start {start_time.isoformat()}"
             )
         limit_list = self._inventory.check_limits(limits, where)
+        if not isinstance(reevaluate_on_return, bool):
+            raise DefinitionError(
+                f"{where}: reevaluate_on_return must be True or False, got {reevaluate_on_return!r}"
+            )
         if group is not None and (
             not isinstance(group, Group) or group not in self._inventory.groups
         ):
@@ -337,6 +357,7 @@ class Sandbox:
                 end=end_time,
                 limits=limit_list,
                 group=group,
+                reevaluate_on_return=reevaluate_on_return,
             )
             self._inventory.add_campaign(campaign)
         return campaign
@@ -351,13 +372,72 @@ class Sandbox:
     # -- reads ----------------------------------------------------------------
 
     def get_coupon(self, code: str) -> CouponView:
-        """A coupon with its usage counter (the number of closed sessions that redeemed it)."""
+        """A coupon with its usage counter (the number of closed sessions that redeemed
+        it) and its state now."""
         with self._lock:
-            return self._inventory.coupon_view(code, self.ledger)
+            return self._inventory.coupon_view(code, self.ledger, self._now)
 
     def get_referral(self, code: str) -> ReferralView:
+        """A referral code with its usage counter and the friends it referred."""
         with self._lock:
-            return self._inventory.referral_view(code, self.ledger)
+            inventory = self._inventory
+            return inventory.referral_view(
+                code, self.ledger, self._answers.referred(inventory.normalize(code))
+            )
+
+    def create_referral(
+        self,
+        campaign: str | int | Campaign,
+        advocate: str,
+        *,
+        friend: str | None = None,
+        usage_limit: int = 0,
+        start_date: Any = None,
+        expiry_date: Any = None,
+        pattern: str = "REF-######",
+    ) -> ReferralView:
+        """Talon.One's ``createReferral``: a new referral code for ``advocate`` in
+        ``campaign`` (its name, id or object), usable at once.
+
+        The code is generated from ``pattern`` (``#`` = a character of A-Z0-9), the
+        same one for the same sandbox history, never one that exists. ``friend``
+        limits it to one friend; ``usage_limit=0`` is unlimited. The advocate's profile
+        is created if new.
+        """
+        effects_api.create_referral(pattern=pattern)  # checks the pattern's shape
+        with self._lock:
+            target = campaign if isinstance(campaign, Campaign) else self.get_campaign(campaign)
+            inventory = self._inventory
+            code = generate_code(
+                pattern,
+                f"api-referral:{target.id}:{inventory.peek_id('referral')}",
+                inventory.normalize,
+                lambda c: c in inventory.coupons or c in inventory.referrals,
+            )
+            made = target.referral(
+                code,
+                advocate=advocate,
+                friend=friend,
+                usage_limit=usage_limit,
+                start_date=start_date,
+                expiry_date=expiry_date,
+            )
+            if made.advocate not in self._profiles.records:  # created on first sight
+                self._profiles.keep(made.advocate, self._profiles.touched(made.advocate, self._now))
+            return self.get_referral(made.code)
+
+    def get_inventory(self, profile_id: str) -> CustomerInventory:
+        """Talon.One's ``getCustomerInventory``: the profile, the coupons whose recipient
+        it is (created ones included) and the referral codes it advocates, each with its
+        usage and state. ``to_wire()`` is the ``CustomerInventory`` the SDK reads.
+
+        A profile no session, event or update has named is an UnknownEntityError, as
+        for :meth:`get_profile`."""
+        profile = self.get_profile(profile_id)
+        with self._lock:
+            return self._inventory.customer_inventory(
+                profile, profile_id, self.ledger, self._now, self._answers.referred
+            )
 
     def get_session(self, session_id: str) -> StoredSession:
         _check_session_id(session_id)
@@ -426,10 +506,25 @@ class Sandbox:
                 tuple(self._inventory.referrals),
             )
 
-    @property
-    def retired_codes(self) -> Mapping[str, tuple[str, int]]:
-        """Created codes a cancel or reopen deleted again: code -> (kind, campaign id)."""
-        return LockedView(self._inventory.retired, self._lock)
+    # -- persistence (the logic is sandbox.persist's) ------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything requests changed (clock, sessions, counters, profiles, created
+        codes) as versioned JSON-ready data; see :mod:`sandbox.persist`."""
+        from sandbox import persist
+
+        with self._lock:
+            return persist.state_of(
+                self, self._now, self._inventory, self._sessions, self._profiles
+            )
+
+    def load_state(self, data: Mapping[str, Any]) -> None:
+        """Put back a :meth:`state_dict` into this sandbox, fresh from the same rules:
+        all or nothing (a :class:`~sandbox.persist.StateError` changes nothing)."""
+        from sandbox import persist
+
+        with self._mutating("sb.load_state()"):
+            self._now = persist.restore(self, self._inventory, self._sessions, self._profiles, data)
 
     # -- evaluation -------------------------------------------------------------
 
@@ -440,6 +535,7 @@ class Sandbox:
         evaluable: frozenset[int] | None = None,
         session_id: str = "",
         profile: CustomerProfile | None = None,
+        event: Event | None = None,
     ) -> World:
         inventory = self._inventory
         plan = inventory.plan()
@@ -457,6 +553,7 @@ class Sandbox:
             session_id=session_id,
             campaigns_by_name=plan.by_name,
             plan=plan,
+            event=event,
         )
 
     def evaluate(
@@ -481,11 +578,14 @@ class Sandbox:
         evaluable: frozenset[int] | None = None,
         session_id: str = "",
         profile: CustomerProfile | None = None,
+        event: Event | None = None,
     ) -> Evaluation:
         """The engine, with user rules marked as running (see :meth:`_mutating`)."""
         if profile is None:
             profile = self._profiles.profile(session.profile_id)
-        world = self._world(now=now, evaluable=evaluable, session_id=session_id, profile=profile)
+        world = self._world(
+            now=now, evaluable=evaluable, session_id=session_id, profile=profile, event=event
+        )
         self._evaluating = True
         try:
             return evaluate(session, world)
@@ -616,8 +716,12 @@ class Sandbox:
                     response_content=request.response_content,
                 )
             # 3. Evaluate the plan
+            event = Event(
+                event_type(step.stored.state if step.stored else None, step.asked),
+                step.session.attributes or {},
+            )
             evaluation = self._run_engine(
-                step.session, now=at, evaluable=evaluable, session_id=session_id
+                step.session, now=at, evaluable=evaluable, session_id=session_id, event=event
             )
             # 4. The answer
             answers = self._answers
@@ -818,6 +922,89 @@ class Sandbox:
             profiles.keep(profile_id, record)
             return result
 
+    def track_event(
+        self,
+        profile_id: str | None,
+        type: str,
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        dry: bool = False,
+        session_id: str | None = None,
+        response_content: Sequence[str] | None = None,
+        evaluable_campaign_ids: Sequence[int] | None = None,
+    ) -> IntegrationState:
+        """Talon.One's ``trackEventV2``: evaluate a custom event for a profile.
+
+        Every running campaign is evaluated with ``ctx.event`` set to the event (its
+        ``type`` and ``attributes``) and an empty session of the profile, so rules that
+        read the event (and the profile) can fire. The profile is created on first
+        sight (``profile_id=None``: an anonymous event). Unless ``dry``, what the
+        effects commit (counters, created codes) is committed at once, as no session
+        will close. ``session_id`` is recorded on the event only. The answer's
+        ``to_wire()`` is Talon.One's ``TrackEventV2Response``: ``effects``,
+        ``createdCoupons``, ``createdReferrals`` and what ``response_content`` names
+        (``customerProfile``, ``triggeredCampaigns``, ``event``, ``ruleFailureReasons``,
+        ...).
+        """
+        wire: dict[str, Any] = {"type": type}
+        for key, value in (
+            ("profileId", profile_id),
+            ("attributes", attributes),
+            ("responseContent", response_content),
+            ("evaluableCampaignIds", evaluable_campaign_ids),
+        ):
+            if value is not None:
+                wire[key] = list(value) if isinstance(value, tuple) else value
+        request = from_wire(EventRequest, wire)
+        if session_id is not None:
+            _check_session_id(session_id)
+        with self._mutating("sb.track_event()"), decimal.localcontext(ARITHMETIC):
+            probe = NewCustomerSessionV2(evaluable_campaign_ids=request.evaluable_campaign_ids)
+            evaluable = self._check_request(Request(probe, None, ""), dry=dry)
+            who = request.profile_id or None
+            profiles = self._profiles
+            record = profiles.touched(who, self._now) if who else None
+            profile = profiles.profile(who, record) if who else None
+            session = NewCustomerSessionV2(profile_id=who, state=SessionState.OPEN)
+            number = self._sessions.events + 1
+            event = Event(request.type, request.attributes or {})
+            evaluation = self._run_engine(
+                session,
+                evaluable=evaluable,
+                session_id=f"event:{number}",
+                profile=profile,
+                event=event,
+            )
+            coupons, referrals = self._answers.created(evaluation.created, self._now)
+            made = self._inventory.new_codes(evaluation.created, self._now)
+            extras = self._answers.event_extras(
+                request.response_content, number, event, who, session_id, evaluation, self._now
+            )
+            state = IntegrationState(
+                session_id or f"event:{number}",
+                session,
+                evaluation.effects,
+                lambda: evaluation.failures,
+                coupons,
+                referrals,
+                trace=lambda: evaluation.trace,
+                dry=dry,
+                action="event",
+                response_content=_as_session_content(request.response_content) or (),
+                extras=extras,
+                event=event,
+            )
+            for observer in Sandbox.observers:
+                observer(self, state)
+            if dry:
+                return state
+            self.ledger.commit(evaluation.charges, sales=ZERO)
+            self._inventory.add_created(made)
+            if who and record is not None:
+                profiles.keep(who, record)
+            self._sessions.events = number
+            return state
+
     def reopen(self, session_id: str, *, dry: bool = False) -> IntegrationState:
         """Talon.One's ``reopenCustomerSession``: closed -> open, rolling back what close committed."""
         with self._mutating("sb.reopen()"), decimal.localcontext(ARITHMETIC):
@@ -831,15 +1018,32 @@ class Sandbox:
         items: Sequence[ReturnedCartItem | Mapping[str, Any]],
         *,
         dry: bool = False,
+        run_rule_engine: bool = False,
+        idempotency_key: str | None = None,
     ) -> IntegrationState:
         """Talon.One's ``returnCartItems``: closed -> partially_returned.
 
         Each item names a cart ``position`` (or a ``sku``) and a ``quantity``
         (default: all that is left). Emits ``rollbackDiscount`` for the
         returned share of discounts and releases that share of money budgets.
+
+        ``run_rule_engine=True`` evaluates the kept items again for the campaigns made
+        with ``reevaluate_on_return=True`` that gave an effect at close: a discount they
+        no longer earn is rolled back (all of it when a threshold is no longer met),
+        never less than the returned share. ``idempotency_key`` (Talon.One's
+        ``Idempotency-Key``, at most 255 characters): the same key within 24 hours of
+        sandbox time answers the first answer again and changes nothing.
         """
         parsed = lifecycle.returned_items(items)
+        if idempotency_key is not None:
+            _check_idempotency_key(idempotency_key)
         with self._mutating("sb.return_items()"), decimal.localcontext(ARITHMETIC):
+            if idempotency_key is not None:
+                first: IntegrationState | None = self._sessions.idempotent(
+                    idempotency_key, (session_id, tuple(parsed), run_rule_engine), self._now
+                )
+                if first is not None:
+                    return first
             stored = self._require(session_id)
             check_can(
                 session_id,
@@ -860,6 +1064,8 @@ class Sandbox:
             rollbacks = lifecycle.return_shares(
                 evaluation.effects, left, cart, stored.returned, back, self.settings
             )
+            if run_rule_engine:
+                rollbacks = self._reevaluate_return(stored, returned, left, rollbacks)
             effects = tuple(
                 lifecycle.rolled_back_discount(evaluation.effects[i], share)
                 for i, share in rollbacks
@@ -889,7 +1095,62 @@ class Sandbox:
                     sales=stored.sales_left - new_stored.sales_left,
                 )
                 self._sessions.replace(new_stored)
+                if idempotency_key is not None:
+                    self._sessions.remember(
+                        idempotency_key,
+                        (session_id, tuple(parsed), run_rule_engine),
+                        self._now,
+                        result,
+                    )
             return result
+
+    def _reevaluate_return(
+        self,
+        stored: StoredSession,
+        returned: tuple[int, ...],
+        left: Mapping[int, Decimal],
+        rollbacks: list[tuple[int, Decimal]],
+    ) -> list[tuple[int, Decimal]]:
+        """A return's rollbacks with ``runRuleEngine``: the campaigns that reevaluate on
+        return and gave an effect at close, evaluated again on the kept items, as
+        before the close counted (its own redemptions and its place in the profile's
+        history left out)."""
+        closed = stored.closed_with
+        assert closed is not None
+        by_id = self._inventory.campaign_by_id()
+        again_ids = frozenset(
+            i
+            for i in triggered_campaign_ids(closed.effects)
+            if i in by_id and by_id[i].reevaluate_on_return
+        )
+        if not again_ids:
+            return rollbacks
+        kept = attrs.evolve(stored, returned=returned)
+        session = lifecycle.kept_session(kept)
+        profile = self._profiles.profile(session.profile_id)
+        if profile is not None:
+            profile = attrs.evolve(
+                profile,
+                closed_sessions=max(profile.closed_sessions - 1, 0),
+                total_sales=profile.total_sales - stored.sales_left,
+            )
+        world = self._world(
+            evaluable=again_ids,
+            session_id=f"{stored.session_id}:return",
+            profile=profile,
+            event=Event("talon_session_partially_returned", session.attributes or {}),
+        )
+        world = attrs.evolve(
+            world, counters=lifecycle.CountersWithout(world.counters, stored.committed)
+        )
+        self._evaluating = True
+        try:
+            again = evaluate(session, world)
+        finally:
+            self._evaluating = False
+        return lifecycle.reevaluated_shares(
+            closed.effects, left, rollbacks, again_ids, again.effects
+        )
 
     def _require(self, session_id: str) -> StoredSession:
         _check_session_id(session_id)
@@ -940,7 +1201,7 @@ class Sandbox:
             sessions=1,
             sales=stored.sales_left,
         )
-        self._inventory.delete_created(stored.created)
+        # Created codes stay: Talon.One rolls back discounts and counters, not creation.
         self._sessions.replace(new_stored)
         return result
 
@@ -1004,6 +1265,20 @@ def _check_model_version(model: Any, version: int) -> None:
                     f"V{own} session; leave version out for a model",
                 )
             ]
+        )
+
+
+def _check_idempotency_key(key: Any) -> None:
+    if not isinstance(key, str) or not 1 <= len(key) <= 255 or not key.isprintable():
+        raise ValidationError(
+            [
+                Problem(
+                    "Idempotency-Key",
+                    "an idempotency key must be 1 to 255 printable characters (a UUID, "
+                    f"typically), got {describe(key)}",
+                )
+            ],
+            subject="return",
         )
 
 

@@ -186,14 +186,17 @@ class CreateCoupon:
     ``value`` is the code, or a callable of the context giving it; without one,
     ``pattern`` generates it (``#`` is a random character of ``A-Z0-9``, chosen
     deterministically from the session, so a dry run and the real update agree).
-    The code exists from the close of the session that created it and is deleted
-    again by the cancel or reopen that rolls the close back.
+    ``recipient`` is a profile id or a callable of the context giving one (``lambda
+    ctx: ctx.advocate_id`` rewards the referral's advocate); a callable answering
+    ``""`` or None leaves the coupon uncreated, with the reason in the rule's failure.
+    The code exists from the close of the session that created it and stays when
+    the session is reopened or cancelled (Talon.One does not roll creation back).
     ``campaign`` names the campaign to create it in (default: the rule's own).
     """
 
     value: str | Callable[[Context], Any] | None = None
     pattern: str = "####-####"
-    recipient: str | None = None
+    recipient: str | Callable[[Context], Any] | None = None
     usage_limit: int = 1
     start_date: datetime | None = None
     expiry_date: datetime | None = None
@@ -212,7 +215,9 @@ class CreateCoupon:
 
 @attrs.frozen(repr=False)
 class CreateReferral:
-    """``createReferral``: a new referral code whose advocate is the session's profile.
+    """``createReferral``: a new referral code whose advocate is the session's profile
+    (or ``advocate``: a profile id or a callable of the context, as
+    :class:`CreateCoupon`'s ``recipient``).
 
     ``value``, ``pattern`` and ``campaign`` as for :class:`CreateCoupon`;
     ``friend`` limits it to one friend.
@@ -226,11 +231,16 @@ class CreateReferral:
     expiry_date: datetime | None = None
     valid_days: int | None = None
     campaign: str | None = None
+    advocate: str | Callable[[Context], Any] | None = None
     effect_type = EffectType.REFERRAL_CREATED
     builder = "create_referral"
 
     def __repr__(self) -> str:
-        return _show(self, ("pattern", "friend", "usage_limit", "valid_days", "campaign"), "value")
+        return _show(
+            self,
+            ("pattern", "advocate", "friend", "usage_limit", "valid_days", "campaign"),
+            "value",
+        )
 
 
 @attrs.frozen(repr=False)
@@ -430,11 +440,23 @@ def _optional_id(builder: str, what: str, value: Any) -> str | None:
     return value
 
 
+def _profile_or_callable(builder: str, what: str, value: Any) -> Any:
+    """A profile id, a callable of the context giving one, or None."""
+    if callable(value) and not isinstance(value, str):
+        return value
+    if value is not None and (not isinstance(value, str) or not 1 <= len(value) <= 1000):
+        raise DefinitionError(
+            f"{builder}({what}=...) must be a profile id or a callable of the context "
+            f"(e.g. lambda ctx: ctx.advocate_id), got {value!r}"
+        )
+    return value
+
+
 def create_coupon(
     value: str | Callable[[Context], Any] | None = None,
     *,
     pattern: str = "####-####",
-    recipient: str | None = None,
+    recipient: str | Callable[[Context], Any] | None = None,
     usage_limit: int = 1,
     start_date: Any = None,
     expiry_date: Any = None,
@@ -442,6 +464,10 @@ def create_coupon(
     campaign: str | None = None,
 ) -> CreateCoupon:
     """``createCoupon``: reward the session with a code, e.g. for the next order.
+
+    ``recipient`` (default: the session's profile) is a profile id or a callable of
+    the context; ``recipient=lambda ctx: ctx.advocate_id`` rewards the advocate of the
+    session's referral.
 
     >>> create_coupon(pattern="NEXT-####", valid_days=30)
     create_coupon(None, pattern='NEXT-####', usage_limit=1, valid_days=30)
@@ -452,7 +478,7 @@ def create_coupon(
     return CreateCoupon(
         code,
         shape,
-        _optional_id(builder, "recipient", recipient),
+        _profile_or_callable(builder, "recipient", recipient),
         _usage(builder, usage_limit),
         start,
         expiry,
@@ -471,8 +497,10 @@ def create_referral(
     expiry_date: Any = None,
     valid_days: int | None = None,
     campaign: str | None = None,
+    advocate: str | Callable[[Context], Any] | None = None,
 ) -> CreateReferral:
-    """``createReferral``: a referral code the session's profile can share."""
+    """``createReferral``: a referral code the session's profile (or ``advocate``: a
+    profile id or a callable of the context) can share."""
     builder = "create_referral"
     code, shape = _code_or_pattern(builder, value, pattern)
     start, expiry, days = _validity(builder, start_date, expiry_date, valid_days)
@@ -485,6 +513,7 @@ def create_referral(
         expiry,
         days,
         _name(campaign, f"{builder}(campaign)") if campaign is not None else None,
+        _profile_or_callable(builder, "advocate", advocate),
     )
 
 

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import attrs
 
 from sandbox.errors import RuleError, SandboxError
-from sandbox.ledger import usage_key
 from sandbox.models import AnySession, NewCustomerSession, SessionState
 from sandbox.state import CampaignTrace, IntegrationState, RuleTrace
 from sandbox.talon import EffectType
@@ -385,19 +384,7 @@ def usage_reconciles(sb: Sandbox) -> None:
                 f"{kind} {code!r}: the usage counter disagrees with the closed sessions that accepted it",
                 values={"usage_counter": used, "accepting sessions": sorted(sessions)},
             )
-    retired = sb.retired_codes
     for (kind, code), sessions in counted.items():
-        # A created code that a rollback deleted keeps the usage its redemptions committed.
-        if code in retired and retired[code][0] == kind:
-            used = int(sb.ledger.counter(usage_key(retired[code][1], kind, code)))
-            if used == len(sessions):
-                continue
-            raise InvariantViolation(
-                "usage_reconciles",
-                f"deleted {kind} {code!r}: the usage counter disagrees with the closed "
-                "sessions that accepted it",
-                values={"usage_counter": used, "accepting sessions": sorted(sessions)},
-            )
         raise InvariantViolation(
             "usage_reconciles",
             f"closed sessions accepted the unknown {kind} {code!r}",

@@ -19,11 +19,21 @@ import attrs
 from sandbox.checks import check_code_shape
 from sandbox.engine import CreatedCode, Plan, compile_plan
 from sandbox.errors import DefinitionError, UnknownEntityError
-from sandbox.ledger import CounterKey, Ledger, usage_key
+from sandbox.ledger import CounterKey, Ledger, profile_usage_key, usage_key
 from sandbox.models import describe, hint_candidate
+from sandbox.profiles import CustomerProfile
 from sandbox.rules import Campaign, Coupon, Group, Limit, Referral
+from sandbox.state import wire_time
+from sandbox.talon import CampaignState
 
-__all__ = ["CouponView", "Inventory", "ReferralView", "close_hint"]
+__all__ = [
+    "CouponView",
+    "CustomerInventory",
+    "Inventory",
+    "ReferralView",
+    "close_hint",
+    "coupon_state",
+]
 
 CASE_SENSITIVITY = ("insensitive-uppercase", "insensitive-lowercase", "sensitive")
 _NORMALIZERS: dict[str, Callable[[str], str]] = {
@@ -35,7 +45,13 @@ _NORMALIZERS: dict[str, Callable[[str], str]] = {
 
 @attrs.frozen
 class CouponView:
-    """A coupon with its live usage counter."""
+    """A coupon with its live usage counter and state.
+
+    ``state`` is Talon.One's ``InventoryCoupon.state``: ``disabled`` (its campaign is
+    not enabled), ``pending`` (not started yet), ``used`` (its limit reached, or
+    redeemed by the profile asked about), ``expired`` or ``active``.
+    ``profile_redemption_count`` counts the redemptions of that profile (0 without one).
+    """
 
     code: str
     campaign_id: int
@@ -45,10 +61,34 @@ class CouponView:
     expiry_date: datetime | None
     recipient: str | None
     id: int
+    state: str = "active"
+    profile_redemption_count: int = 0
+    created: datetime | None = attrs.field(default=None, eq=False)
+
+    def to_wire(self) -> dict[str, Any]:
+        """Talon.One's ``InventoryCoupon``."""
+        return _drop_none(
+            {
+                "id": self.id,
+                "created": _time(self.created),
+                "campaignId": self.campaign_id,
+                "value": self.code,
+                "usageLimit": self.usage_limit,
+                "startDate": _time(self.start_date),
+                "expiryDate": _time(self.expiry_date),
+                "usageCounter": self.usage_counter,
+                "recipientIntegrationId": self.recipient,
+                "profileRedemptionCount": self.profile_redemption_count,
+                "state": self.state,
+            }
+        )
 
 
 @attrs.frozen
 class ReferralView:
+    """A referral code with its live usage counter and the friends it brought in
+    (``referred_customers``: profiles whose closed sessions redeemed it)."""
+
     code: str
     campaign_id: int
     advocate: str
@@ -58,6 +98,73 @@ class ReferralView:
     start_date: datetime | None
     expiry_date: datetime | None
     id: int
+    referred_customers: tuple[str, ...] = ()
+    created: datetime | None = attrs.field(default=None, eq=False)
+
+    def to_wire(self) -> dict[str, Any]:
+        """Talon.One's ``InventoryReferral``."""
+        return _drop_none(
+            {
+                "id": self.id,
+                "created": _time(self.created),
+                "startDate": _time(self.start_date),
+                "expiryDate": _time(self.expiry_date),
+                "usageLimit": self.usage_limit,
+                "campaignId": self.campaign_id,
+                "advocateProfileIntegrationId": self.advocate,
+                "friendProfileIntegrationId": self.friend,
+                "code": self.code,
+                "usageCounter": self.usage_counter,
+                "referredCustomers": list(self.referred_customers),
+            }
+        )
+
+
+@attrs.frozen
+class CustomerInventory:
+    """What ``sb.get_inventory(profile_id)`` answers (Talon.One's ``CustomerInventory``):
+    the profile, the coupons whose recipient it is (created ones included) and the
+    referral codes it advocates, each with its usage."""
+
+    profile: CustomerProfile | None
+    coupons: tuple[CouponView, ...]
+    referrals: tuple[ReferralView, ...]
+
+    def to_wire(
+        self, *, profile: bool = True, coupons: bool = True, referrals: bool = True
+    ) -> dict[str, Any]:
+        """``CustomerInventory`` with the parts asked for (Talon.One's query flags)."""
+        parts: dict[str, Any] = {}
+        if profile and self.profile is not None:
+            parts["profile"] = self.profile.to_wire()
+        if referrals:
+            parts["referrals"] = [r.to_wire() for r in self.referrals]
+        if coupons:
+            parts["coupons"] = [c.to_wire() for c in self.coupons]
+        return parts
+
+
+def _time(moment: datetime | None) -> str | None:
+    return None if moment is None else wire_time(moment)
+
+
+def _drop_none(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def coupon_state(
+    campaign: Campaign, coupon: Coupon, used: int, by_profile: int, now: datetime
+) -> str:
+    """Talon.One's ``InventoryCoupon.state`` of a coupon at ``now``."""
+    if campaign.state is not CampaignState.ENABLED:
+        return "disabled"
+    if coupon.start_date is not None and now < coupon.start_date:
+        return "pending"
+    if (coupon.usage_limit and used >= coupon.usage_limit) or by_profile:
+        return "used"
+    if coupon.expiry_date is not None and now > coupon.expiry_date:
+        return "expired"
+    return "active"
 
 
 class Inventory:
@@ -73,9 +180,6 @@ class Inventory:
         self.coupons: dict[str, tuple[Campaign, Coupon]] = {}
         self.referrals: dict[str, tuple[Campaign, Referral]] = {}
         self.cost_ids: dict[str, int] = {}  # additional cost name -> additionalCostId
-        # Codes created by a close and deleted by its rollback: kind and campaign, so the
-        # usage they had can still be reconciled.
-        self.retired: dict[str, tuple[str, int]] = {}
         self.version = 0  # of the definitions: each change makes the plan again
         self._plan: Plan | None = None
 
@@ -131,7 +235,6 @@ class Inventory:
         else:
             self.referrals[code] = (campaign, definition)
             campaign.referrals[code] = definition
-        self.retired.pop(code, None)
 
     def add_group(self, group: Group) -> None:
         if any(g.name == group.name for g in self.groups):
@@ -181,23 +284,51 @@ class Inventory:
             raise UnknownEntityError(f"no {kind} {describe(code)}{close_hint(str(code), index)}")
         return index[self.normalize(code)]
 
-    def coupon_view(self, code: str, ledger: Ledger) -> CouponView:
-        """A coupon with its usage counter (the number of closed sessions that redeemed it)."""
+    def coupon_view(
+        self, code: str, ledger: Ledger, now: datetime, profile_id: str | None = None
+    ) -> CouponView:
+        """A coupon with its usage counter (the number of closed sessions that redeemed
+        it) and its state at ``now`` (for ``profile_id``, when given)."""
         campaign, coupon = self.lookup(self.coupons, code, "coupon")
-        used = ledger.counter(usage_key(campaign.id, "coupon", coupon.code))
+        return self._coupon_view(campaign, coupon, ledger, now, profile_id)
+
+    def _coupon_view(
+        self,
+        campaign: Campaign,
+        coupon: Coupon,
+        ledger: Ledger,
+        now: datetime,
+        profile_id: str | None,
+    ) -> CouponView:
+        used = int(ledger.counter(usage_key(campaign.id, "coupon", coupon.code)))
+        mine = (
+            int(ledger.counter(profile_usage_key(campaign.id, coupon.code, profile_id)))
+            if profile_id
+            else 0
+        )
         return CouponView(
             coupon.code,
             campaign.id,
             coupon.usage_limit,
-            int(used),
+            used,
             coupon.start_date,
             coupon.expiry_date,
             coupon.recipient,
             coupon.id,
+            coupon_state(campaign, coupon, used, mine, now),
+            mine,
+            coupon.created or campaign.created,
         )
 
-    def referral_view(self, code: str, ledger: Ledger) -> ReferralView:
+    def referral_view(
+        self, code: str, ledger: Ledger, referred: Sequence[str] = ()
+    ) -> ReferralView:
         campaign, referral = self.lookup(self.referrals, code, "referral")
+        return self._referral_view(campaign, referral, ledger, referred)
+
+    def _referral_view(
+        self, campaign: Campaign, referral: Referral, ledger: Ledger, referred: Sequence[str]
+    ) -> ReferralView:
         used = ledger.counter(usage_key(campaign.id, "referral", referral.code))
         return ReferralView(
             referral.code,
@@ -209,7 +340,30 @@ class Inventory:
             referral.start_date,
             referral.expiry_date,
             referral.id,
+            tuple(referred),
+            referral.created or campaign.created,
         )
+
+    def customer_inventory(
+        self,
+        profile: CustomerProfile | None,
+        profile_id: str,
+        ledger: Ledger,
+        now: datetime,
+        referred: Callable[[str], Sequence[str]],
+    ) -> CustomerInventory:
+        """The coupons whose recipient is ``profile_id`` and the referrals it advocates."""
+        coupons = tuple(
+            self._coupon_view(campaign, coupon, ledger, now, profile_id)
+            for campaign, coupon in self.coupons.values()
+            if coupon.recipient == profile_id
+        )
+        referrals = tuple(
+            self._referral_view(campaign, referral, ledger, referred(referral.code))
+            for campaign, referral in self.referrals.values()
+            if referral.advocate == profile_id
+        )
+        return CustomerInventory(profile, coupons, referrals)
 
     def limit_for(self, campaign: Campaign, key: CounterKey) -> Limit | None:
         """The limit of a campaign that a counter counts against (None: not a limit's)."""
@@ -266,19 +420,6 @@ class Inventory:
             kind = "coupon" if isinstance(definition, Coupon) else "referral"
             self.next_id(kind)
             self.register_code(definition.code, campaign, definition, "a created code")
-
-    def delete_created(self, codes: Sequence[str]) -> None:
-        """A rolled-back close's created codes: gone, so a later session gets NotFound."""
-        for code in codes:
-            coupon = self.coupons.pop(code, None)
-            if coupon is not None:
-                coupon[0].coupons.pop(code, None)
-                self.retired[code] = ("coupon", coupon[0].id)
-                continue
-            referral = self.referrals.pop(code, None)
-            if referral is not None:
-                referral[0].referrals.pop(code, None)
-                self.retired[code] = ("referral", referral[0].id)
 
 
 _HINT_POOL = 10_000  # beyond this many names, difflib over all of them costs more than it helps

@@ -200,6 +200,16 @@ class Ledger:
         ``sessions`` closed sessions and ``sales`` of its total sales."""
         self._move(charges, -1, profile, -sessions, -sales)
 
+    def restore(
+        self, counters: Mapping[CounterKey, Decimal], profiles: Mapping[str, ProfileStats]
+    ) -> None:
+        """Put back saved counters and profile statistics (:mod:`sandbox.persist`),
+        replacing these."""
+        self._counters.clear()
+        self._counters.update((k, v) for k, v in counters.items() if v)
+        self._profiles.clear()
+        self._profiles.update(profiles)
+
     def touch_profile(self, profile_id: str) -> None:
         """Talon.One creates an unknown profile on its first session."""
         self._profiles.setdefault(profile_id, ProfileStats(profile_id))

@@ -23,8 +23,11 @@ from sandbox.state import Effect
 from sandbox.talon import EffectType, LimitAction
 
 __all__ = [
+    "CountersWithout",
     "budget_releases",
+    "kept_session",
     "minus",
+    "reevaluated_shares",
     "resolve_returns",
     "return_shares",
     "returned_items",
@@ -135,6 +138,84 @@ def return_shares(
         if share:
             shares.append((index, share))
     return shares
+
+
+class CountersWithout(Mapping[Any, Decimal]):
+    """Live counters as they were without some committed charges (a session's own
+    redemptions, when its kept items are evaluated again on a return)."""
+
+    def __init__(self, live: Mapping[Any, Decimal], charges: Sequence[Charge]) -> None:
+        self.live = live
+        self.minus: dict[Any, Decimal] = {}
+        for charge in charges:
+            self.minus[charge.key] = self.minus.get(charge.key, ZERO) + charge.amount
+
+    def get(self, key: Any, default: Any = ZERO) -> Any:
+        found = self.live.get(key)
+        if found is None:
+            return default
+        return found - self.minus.get(key, ZERO)
+
+    def __getitem__(self, key: Any) -> Decimal:
+        return self.live[key] - self.minus.get(key, ZERO)
+
+    def __iter__(self) -> Any:
+        return iter(self.live)
+
+    def __len__(self) -> int:
+        return len(self.live)
+
+
+def kept_session(stored: StoredSession) -> Any:
+    """The session of a return's re-evaluation: what the customer kept."""
+    from sandbox.models import replace as replace_model
+
+    session = stored.session
+    items = tuple(
+        replace_model(
+            item, quantity=item.quantity - back, returned_quantity=None, remaining_quantity=None
+        )
+        for item, back in zip(session.cart_items or (), stored.returned, strict=True)
+        if item.quantity > back
+    )
+    return replace_model(session, cart_items=items)
+
+
+def reevaluated_shares(
+    effects: Sequence[Effect],
+    left: Mapping[int, Decimal],
+    shares: Sequence[tuple[int, Decimal]],
+    campaigns: frozenset[int],
+    again: Sequence[Effect],
+) -> list[tuple[int, Decimal]]:
+    """A return's rollbacks when campaigns were evaluated again on the kept items
+    (``runRuleEngine``): each discount of those campaigns gives back at least its share,
+    and as much more as the kept items no longer earn (a threshold no longer met gives
+    back all of it). A discount is never raised by a return."""
+    earned: dict[tuple[int, str], Decimal] = {}
+    for effect in again:
+        if effect.effect_type.is_discount and effect.campaign_id in campaigns:
+            key = (effect.campaign_id, effect.props["name"])
+            earned[key] = earned.get(key, ZERO) + effect.props["value"]
+    base = dict(shares)
+    groups: dict[tuple[int, str], list[int]] = {}
+    for index in left:
+        effect = effects[index]
+        if effect.campaign_id in campaigns:
+            groups.setdefault((effect.campaign_id, effect.props["name"]), []).append(index)
+    for key, indexes in groups.items():
+        held = sum((left[i] for i in indexes), ZERO)
+        owed = held - earned.get(key, ZERO)
+        extra = owed - sum((base.get(i, ZERO) for i in indexes), ZERO)
+        for i in indexes:
+            if extra <= 0:
+                break
+            room = left[i] - base.get(i, ZERO)
+            more = min(room, extra)
+            if more > 0:
+                base[i] = base.get(i, ZERO) + more
+                extra -= more
+    return [(i, v) for i, v in sorted(base.items()) if v]
 
 
 def sales_left(

@@ -183,6 +183,8 @@ def campaign_wire(campaign: Campaign, application_id: int, at: datetime) -> dict
             "campaignGroups": [],
             "frontendState": _frontend_state(campaign, at),
             "storesImported": False,
+            "type": "advanced",  # effects on sessions and items alike
+            "reevaluateOnReturn": campaign.reevaluate_on_return,
         }
     )
 
@@ -212,12 +214,13 @@ def event_wire(
     event_id: int,
     kind: str,
     application_id: int,
-    session_id: str,
+    session_id: str | None,
     profile_id: str | None,
     effects: Sequence[Effect],
     at: datetime,
+    attributes: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Talon.One's ``Event`` of one update, with its effects."""
+    """Talon.One's ``Event`` of one update or tracked event, with its effects."""
     return _drop_none(
         {
             "id": event_id,
@@ -225,7 +228,7 @@ def event_wire(
             "applicationId": application_id,
             "profileId": profile_id or None,
             "type": kind,
-            "attributes": {},
+            "attributes": dict(attributes or {}),
             "sessionId": session_id,
             "effects": [e.to_wire() for e in effects],
         }

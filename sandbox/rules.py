@@ -198,6 +198,7 @@ class Campaign:
         end: datetime | None,
         limits: tuple[Limit, ...],
         group: Group | None,
+        reevaluate_on_return: bool = False,
     ) -> None:
         self._sandbox = sandbox
         self.id = campaign_id
@@ -212,6 +213,7 @@ class Campaign:
             for action in LimitAction
         }
         self.group = group
+        self.reevaluate_on_return = reevaluate_on_return
         self.rules: tuple[Rule, ...] = ()
         self.coupons: dict[str, Coupon] = {}
         self.referrals: dict[str, Referral] = {}

@@ -11,7 +11,12 @@ would to Talon.One, with only the host and the API key changed:
 - ``POST /v2/customer_sessions/{customerSessionId}/returns`` (``dry``): body
   ``ReturnIntegrationRequest``, answer ``IntegrationStateV2``;
 - ``PUT /v2/customer_profiles/{integrationId}`` (``runRuleEngine``, ``dry``): body
-  ``CustomerProfileIntegrationRequestV2``, answer ``CustomerProfileIntegrationResponseV2``.
+  ``CustomerProfileIntegrationRequestV2``, answer ``CustomerProfileIntegrationResponseV2``;
+- the legacy ``PUT /v1/customer_sessions/{customerSessionId}`` and ``PUT
+  /v1/customer_profiles/{integrationId}`` (``dry``): bodies ``NewCustomerSession`` and
+  ``NewCustomerProfile``, answer the V1 ``IntegrationState`` (``session``, ``profile``,
+  ``event``); a V1 session update replaces the stored session, and a V1 profile update
+  runs the rules, as Talon.One's V1 did.
 
 Errors answer as Talon.One does (``message``, ``errors`` of ``{title, source}``,
 ``StatusCode``): 401 without ``Authorization: ApiKey-v1 <key>``; 400 listing
@@ -36,8 +41,15 @@ for tests (same API key): ``GET``/``PUT /sandbox/clock`` (``{"now": ...}``),
 ``POST /sandbox/clock/advance`` (``{"days": 1}``), ``GET
 /sandbox/coupons/{code}``, ``GET /sandbox/referrals/{code}``, ``GET
 /sandbox/limits``, ``GET /sandbox/profiles/{integrationId}``, ``GET
-/sandbox/snapshot`` (everything a request can change, as JSON) and ``POST
-/sandbox/reset`` (a fresh sandbox from the rules file).
+/sandbox/snapshot`` (everything a request can change, as JSON), ``POST
+/sandbox/reset`` (a fresh sandbox from the rules file) and ``POST /sandbox/save`` (the
+state file written now). ``GET /sandbox/health`` and ``GET /sandbox/openapi.json``
+(the served operations, in Talon.One's own definitions, and this control surface)
+answer without a key. Each request is logged on :data:`ACCESS_LOG`.
+
+With a state file (``create_app(..., state=FILE)``, ``serve --state FILE``) the whole
+state is loaded at start and written atomically at the end and on ``POST
+/sandbox/save`` (:mod:`sandbox.persist`): a restart loses nothing.
 
 Starlette parses and routes HTTP, uvicorn serves it (the ``server`` extra:
 ``pip install 'promo-sandbox[server]'``). Each request's work runs in a worker
@@ -52,8 +64,11 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import logging
+import os
 import secrets
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -66,10 +81,13 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sandbox import _openapi, persist
 from sandbox.checks import parse_time
 from sandbox.codec import from_wire, parse_json, to_plain
 from sandbox.core import Sandbox, StoredSession
@@ -84,11 +102,26 @@ from sandbox.errors import (
     ValidationError,
     escape_pointer_token,
 )
-from sandbox.models import IntegrationRequest, ResponseContent
-from sandbox.responses import returns_wire
-from sandbox.state import IntegrationState, wire_time
+from sandbox.models import (
+    EventRequest,
+    IntegrationRequest,
+    NewCustomerSession,
+    NewReferral,
+    ResponseContent,
+)
+from sandbox.profiles import CustomerProfile
+from sandbox.responses import event_type, event_wire, returns_wire
+from sandbox.state import IntegrationState, ProfileState, wire_time
 
-__all__ = ["API_KEY_PREFIX", "MAX_BODY", "TalonServer", "create_app", "running", "serve"]
+__all__ = [
+    "ACCESS_LOG",
+    "API_KEY_PREFIX",
+    "MAX_BODY",
+    "TalonServer",
+    "create_app",
+    "running",
+    "serve",
+]
 
 API_KEY_PREFIX = "ApiKey-v1"
 """The scheme of Talon.One's Integration API keys: ``Authorization: ApiKey-v1 <key>``."""
@@ -104,20 +137,42 @@ cart items of ordinary fields is a few hundred KiB; raise the cap (``max_body=``
 Rules = str | Path | Sandbox | Callable[[], Sandbox]
 """What a server serves: a rules file, a live Sandbox, or a function building one."""
 
+ACCESS_LOG = logging.getLogger("sandbox.server.access")
+"""One INFO record per request: ``PUT /v2/customer_sessions/s1 200 2.1ms``.
+``python -m sandbox serve`` writes them to stderr; in Python, give the logger a handler."""
+
+_log = logging.getLogger("sandbox.server")
+
+PUBLIC = frozenset({"GET /sandbox/health", "GET /sandbox/openapi.json"})
+"""What is answered without an API key."""
+
 _TRUE = ("1", "t", "true")  # what Talon.One's Go server accepts for a boolean parameter
 _FALSE = ("0", "f", "false")
 _SPANS = ("weeks", "days", "hours", "minutes", "seconds", "milliseconds", "microseconds")
 
 
 class _Live:
-    """The sandbox being served (reset replaces it), what rebuilds it, and which
-    sessions and profiles a request is updating right now."""
+    """The sandbox being served (reset replaces it), what rebuilds it, where its state
+    is kept, and which sessions and profiles a request is updating right now."""
 
-    def __init__(self, sandbox: Sandbox, factory: Callable[[], Sandbox] | None) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        factory: Callable[[], Sandbox] | None,
+        *,
+        rules_name: str | None = None,
+        state_path: Path | None = None,
+    ) -> None:
         self.sandbox = sandbox
         self.factory = factory
+        self.rules_name = rules_name
+        self.state_path = state_path
+        # The codes the rules define: a state file leaves them out (the rules file
+        # defines them again at every start).
+        self.defined = persist.defined_codes(sandbox) if state_path is not None else {}
         self._busy: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
+        self._save_lock = threading.Lock()  # saves in order: the newest state wins
 
     def claim(self, key: tuple[str, str]) -> bool:
         with self._lock:
@@ -129,6 +184,31 @@ class _Live:
     def release(self, key: tuple[str, str]) -> None:
         with self._lock:
             self._busy.discard(key)
+
+    def save(self) -> Path:
+        """Write the served sandbox's state to the state file (atomically)."""
+        if self.state_path is None:
+            raise DefinitionError(
+                "this server keeps no state file: start it with --state FILE "
+                "(or PROMO_SANDBOX_STATE=FILE) to save its state"
+            )
+        with self._save_lock:
+            persist.save(self.sandbox, self.state_path, rules=self.rules_name, defined=self.defined)
+        return self.state_path
+
+    def replace(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        if self.state_path is not None:
+            self.defined = persist.defined_codes(sandbox)
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("promo-sandbox")
+    except metadata.PackageNotFoundError:  # pragma: no cover - run from a source tree
+        return "unknown"
 
 
 def _load(rules: Rules) -> tuple[Sandbox, Callable[[], Sandbox] | None]:
@@ -466,8 +546,13 @@ def snapshot_wire(sb: Sandbox) -> dict[str, Any]:
         }
 
 
+_INVENTORY_PARTS = ("profile", "referrals", "coupons", "loyalty", "giveaways", "achievements")
+
+
 def _view_wire(view: Any) -> dict[str, Any]:
     names = {
+        "profile_redemption_count": "profileRedemptionCount",
+        "referred_customers": "referredCustomers",
         "campaign_id": "campaignId",
         "usage_limit": "usageLimit",
         "usage_counter": "usageCounter",
@@ -498,23 +583,193 @@ def _limit_wire(counter: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------
+# the legacy V1 answers
+
+
+def integration_state_v1(
+    sb: Sandbox, state: IntegrationState, event_kind: str, event_id: int
+) -> dict[str, Any]:
+    """Talon.One's V1 ``IntegrationState`` of a session update: ``session`` (the V1
+    ``CustomerSession``: one ``coupon``, one ``referral``, a ``discounts`` map),
+    ``profile`` and the ``event`` with the effects."""
+    v2 = state.customer_session_wire()
+    codes = state.session.coupon_codes or ()
+    session = {
+        "integrationId": v2["integrationId"],
+        "created": v2["created"],
+        "applicationId": v2["applicationId"],
+        "profileId": v2["profileId"],
+        "coupon": codes[0] if codes else "",
+        "referral": state.session.referral_code or "",
+        "state": v2["state"],
+        "cartItems": v2["cartItems"],
+        **({"identifiers": v2["identifiers"]} if "identifiers" in v2 else {}),
+        "total": v2["total"],
+        "attributes": v2["attributes"],
+        "firstSession": v2["firstSession"],
+        "updateCount": v2["updateCount"],
+        "discounts": {name: to_plain(value) for name, value in state.discounts.items()},
+        "updated": v2["updated"],
+    }
+    at = state.meta.updated
+    return {
+        "session": session,
+        "profile": _profile_v1(sb, state.session.profile_id, at),
+        "event": _event_v1(sb, event_id, event_kind, state, at),
+    }
+
+
+def profile_state_v1(
+    sb: Sandbox, answer: ProfileState, event_kind: str, event_id: int
+) -> dict[str, Any]:
+    """Talon.One's V1 ``IntegrationState`` of a profile update: the ``profile``, the
+    ``event`` with what the rules answered, and the empty ``session`` the rules saw
+    (a profile update is in no session: its ``integrationId`` is empty)."""
+    state = answer.evaluation
+    assert state is not None  # a V1 profile update always runs the rules
+    wire = integration_state_v1(sb, state, event_kind, event_id)
+    wire["session"]["integrationId"] = ""
+    wire["event"].pop("sessionId", None)
+    wire["profile"] = answer.profile.to_wire()
+    return wire
+
+
+def _profile_v1(sb: Sandbox, profile_id: str | None, at: Any) -> dict[str, Any]:
+    if not profile_id:
+        return CustomerProfile.anonymous(at).to_wire()
+    try:
+        profile = sb.get_profile(profile_id)
+    except UnknownEntityError:  # a dry run's new profile, as the real update would make it
+        profile = CustomerProfile(profile_id, len(sb.profile_ids) + 1, at, {}, 0, Decimal(0), at)
+    return profile.to_wire() | {"lastActivity": wire_time(at)}
+
+
+def _event_v1(
+    sb: Sandbox, event_id: int, kind: str, state: IntegrationState, at: Any
+) -> dict[str, Any]:
+    event = event_wire(
+        event_id,
+        kind,
+        sb.application_id,
+        state.session_id,
+        state.session.profile_id,
+        state.effects,
+        at,
+    )
+    event["ledgerEntries"] = []  # the sandbox has no loyalty programs
+    return event
+
+
+def _next_event_id(sb: Sandbox) -> int:
+    """The id the next event gets: what the V2 answers' ``event`` part numbers by (the
+    count of stored updates, plus one)."""
+    return sb._sessions.events + 1
+
+
+def _v1_session_body(raw: bytes, problems: list[Problem], strict_total: bool) -> dict[str, Any]:
+    """A V1 ``NewCustomerSession`` body; every problem of it and of the query at once."""
+    try:
+        body = _body(raw)
+    except ValidationError as exc:
+        raise ValidationError([*problems, *exc.errors], subject="request") from None
+    if problems:
+        try:
+            from_wire(NewCustomerSession, body, strict_total=strict_total)
+        except ValidationError as exc:
+            problems = [*problems, *exc.errors]
+        raise ValidationError(problems, subject="request")
+    return body
+
+
+# ---------------------------------------------------------------------------
+# one log line per request
+
+
+class _AccessLog:
+    """Logs each request on :data:`ACCESS_LOG`: method, path (as sent, so that no
+    decoded character can break the line), status and milliseconds."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500  # unless an answer starts: what the error middleware will send
+        logged = False
+
+        def log() -> None:
+            nonlocal logged
+            logged = True
+            if ACCESS_LOG.isEnabledFor(logging.INFO):
+                target = bytes(scope.get("raw_path") or scope["path"].encode())
+                query = scope.get("query_string") or b""
+                if query and b"?" not in target:
+                    target += b"?" + query
+                ACCESS_LOG.info(
+                    "%s %s %d %.1fms",
+                    scope["method"],
+                    target.decode("ascii", "backslashreplace"),
+                    status,
+                    (time.perf_counter() - start) * 1000,
+                )
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                log()  # before the last part goes out: the line is there when the client has it
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            if not logged:  # no answer sent from in here (the error middleware sends a 500)
+                log()
+
+
+# ---------------------------------------------------------------------------
 # the application
 
 
-def create_app(rules: Rules, *, api_key: str, max_body: int = MAX_BODY) -> Starlette:
+def create_app(
+    rules: Rules,
+    *,
+    api_key: str,
+    max_body: int = MAX_BODY,
+    state: str | os.PathLike[str] | None = None,
+    rules_name: str | None = None,
+) -> Starlette:
     """The ASGI application serving ``rules`` (a rules file, a Sandbox or a factory).
 
     ``max_body`` caps a request body in bytes (default :data:`MAX_BODY`, 1 MiB);
     a larger one is answered 413 without being read into memory.
     ``app.state.live.sandbox`` is the sandbox being served (``/sandbox/reset``
     replaces it with a fresh one from the rules file or factory).
+
+    ``state`` is a state file (:mod:`sandbox.persist`): loaded now when it exists
+    (a file that is not a state, or another rules file's, raises
+    :class:`~sandbox.persist.StateError` and nothing is served), else written now,
+    so that a path that cannot be written is found at start; ``POST /sandbox/save``
+    and :func:`serve`/:func:`running` at their end write it again. ``rules_name`` is
+    what health and the state file call the rules (default: the rules file's path).
     """
     if not api_key:
         raise ValueError("api_key must be a non-empty string")
     if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1:
         raise ValueError(f"max_body must be a positive number of bytes, got {max_body!r}")
     sandbox, factory = _load(rules)
-    live = _Live(sandbox, factory)
+    live = _Live(
+        sandbox,
+        factory,
+        rules_name=rules_name or (os.fspath(rules) if isinstance(rules, str | Path) else None),
+        state_path=None if state is None else Path(state),
+    )
+    if live.state_path is not None and not persist.load(sandbox, live.state_path):
+        live.save()
     expected = f"{API_KEY_PREFIX} {api_key}".encode()
 
     def authorized(request: Request) -> bool:
@@ -557,7 +812,10 @@ def create_app(rules: Rules, *, api_key: str, max_body: int = MAX_BODY) -> Starl
             # cycle with the future that carried it, holding the request body in its
             # frames until the cyclic garbage collector happens to run.
             try:
-                return _json_response(_json_bytes(work(sb, raw)))
+                result = work(sb, raw)
+                if isinstance(result, Response):  # a status other than 200
+                    return result
+                return _json_response(_json_bytes(result))
             except Exception as exc:
                 return _refusal(exc, path_parameter=path_parameter, state_source=source).response()
 
@@ -610,6 +868,9 @@ def create_app(rules: Rules, *, api_key: str, max_body: int = MAX_BODY) -> Starl
         problems: list[Problem] = []
         dry = _flag(request, "dry", problems)
 
+        run_rules = _flag(request, "runRuleEngine", problems)
+        key = request.headers.get("idempotency-key")
+
         def work(sb: Sandbox, raw: bytes) -> Any:
             if problems:
                 raise ValidationError(problems, subject="request")
@@ -617,8 +878,12 @@ def create_app(rules: Rules, *, api_key: str, max_body: int = MAX_BODY) -> Starl
             items = _return_items(body)
             before = sb.get_session(session_id)  # this request holds the session (busy)
             try:
-                state = sb.return_items(session_id, items, dry=dry)
+                state = sb.return_items(
+                    session_id, items, dry=dry, run_rule_engine=run_rules, idempotency_key=key
+                )
             except ValidationError as exc:
+                if any(p.pointer == "Idempotency-Key" for p in exc.errors):
+                    raise
                 raise exc.within("/return") from None
             wanted = _wanted(body)
             answer = state.to_wire(response_content=wanted)
@@ -645,6 +910,139 @@ def create_app(rules: Rules, *, api_key: str, max_body: int = MAX_BODY) -> Starl
         return await answer(
             request, work, busy=("profile", profile_id), path_parameter="integrationId"
         )
+
+    # -- the legacy V1 operations ---------------------------------------------------
+
+    async def update_session_v1(request: Request) -> Response:
+        session_id = request.path_params["customerSessionId"]
+        problems: list[Problem] = []
+        dry = _flag(request, "dry", problems)
+
+        def work(sb: Sandbox, raw: bytes) -> Any:
+            body = _v1_session_body(raw, list(problems), sb.strict_total)
+            before = sb.sessions.get(session_id)  # this request holds the session (busy)
+            event_id = _next_event_id(sb)
+            state = sb.update(session_id, body, dry=dry, version=1)
+            assert state.session.state is not None
+            kind = event_type(before.state if before else None, state.session.state)
+            return integration_state_v1(sb, state, kind, event_id)
+
+        return await answer(
+            request, work, busy=("session", session_id), state_source={"pointer": "/state"}
+        )
+
+    async def update_profile_v1(request: Request) -> Response:
+        profile_id = request.path_params["integrationId"]
+        problems: list[Problem] = []
+        dry = _flag(request, "dry", problems)
+
+        def work(sb: Sandbox, raw: bytes) -> Any:
+            body = _body(raw)
+            problems.extend(
+                Problem(
+                    "/" + escape_pointer_token(key),
+                    f"unknown field {key!r}; a V1 profile update (NewCustomerProfile) "
+                    "has only 'attributes'",
+                )
+                for key in body
+                if key != "attributes"
+            )
+            if problems:
+                raise ValidationError(problems, subject="request")
+            try:
+                sb.get_profile(profile_id)
+                kind = "talon_profile_updated"
+            except UnknownEntityError:
+                kind = "talon_profile_created"
+            event_id = _next_event_id(sb)
+            answer = sb.update_profile(profile_id, body, run_rule_engine=True, dry=dry)
+            return profile_state_v1(sb, answer, kind, event_id)
+
+        return await answer(
+            request, work, busy=("profile", profile_id), path_parameter="integrationId"
+        )
+
+    async def track_event(request: Request) -> Response:
+        problems: list[Problem] = []
+        dry = _flag(request, "dry", problems)
+        silent = request.query_params.get("silent", "yes")  # Talon.One's default: 204
+        if silent not in ("yes", "no"):
+            problems.append(Problem("silent", f"'silent' must be yes or no, got {silent!r}"))
+
+        def work(sb: Sandbox, raw: bytes) -> Any:
+            body = _body(raw)
+            event = from_wire(EventRequest, body)
+            if problems:
+                raise ValidationError(problems, subject="request")
+            state = sb.track_event(
+                event.profile_id,
+                event.type,
+                event.attributes,
+                dry=dry,
+                response_content=event.response_content,
+                evaluable_campaign_ids=event.evaluable_campaign_ids,
+            )
+            if silent == "yes":
+                return Response(status_code=204)
+            return state.to_wire(response_content=_wanted(body))
+
+        return await answer(request, work)
+
+    async def inventory(request: Request) -> Response:
+        profile_id = request.path_params["integrationId"]
+        problems: list[Problem] = []
+        parts = {name: _flag(request, name, problems) for name in _INVENTORY_PARTS}
+
+        def work(sb: Sandbox, _: bytes) -> Any:
+            if problems:
+                raise ValidationError(problems, subject="request")
+            wire = sb.get_inventory(profile_id).to_wire(
+                profile=parts["profile"], coupons=parts["coupons"], referrals=parts["referrals"]
+            )
+            if parts["loyalty"]:
+                wire["loyalty"] = {"programs": {}}  # the sandbox has no loyalty programs
+            if parts["giveaways"]:
+                wire["giveaways"] = []
+            if parts["achievements"]:
+                wire["achievements"] = []
+            return wire
+
+        return await answer(request, work, path_parameter="integrationId")
+
+    async def create_referral(request: Request) -> Response:
+        def work(sb: Sandbox, raw: bytes) -> Any:
+            new = from_wire(NewReferral, _body(raw))
+            times: dict[str, Any] = {}
+            problems = []
+            for name, pointer in (("start_date", "/startDate"), ("expiry_date", "/expiryDate")):
+                value = getattr(new, name)
+                if value is not None:
+                    try:
+                        times[name] = parse_time(value, f"'{pointer[1:]}'")
+                    except DefinitionError as exc:
+                        problems.append(Problem(pointer, str(exc)))
+            if new.campaign_id not in {c.id for c in sb.campaigns}:
+                problems.append(
+                    Problem(
+                        "/campaignId",
+                        f"no campaign with id {new.campaign_id}; the campaigns are "
+                        + (", ".join(f"{c.id} ({c.name!r})" for c in sb.campaigns) or "none"),
+                    )
+                )
+            if problems:
+                raise ValidationError(problems, subject="NewReferral")
+            made = sb.create_referral(
+                new.campaign_id,
+                new.advocate_profile_integration_id,
+                friend=new.friend_profile_integration_id,
+                usage_limit=new.usage_limit or 0,
+                **times,
+            )
+            wire = made.to_wire()
+            wire.pop("referredCustomers")  # a Referral, not an InventoryReferral
+            return _json_response(_json_bytes(wire), status=201)
+
+        return await answer(request, work)
 
     # -- the control surface -----------------------------------------------------
 
@@ -694,6 +1092,64 @@ def create_app(rules: Rules, *, api_key: str, max_body: int = MAX_BODY) -> Starl
     async def snapshot(request: Request) -> Response:
         return await answer(request, lambda sb, _: snapshot_wire(sb))
 
+    async def health(request: Request) -> Response:
+        """Whether the server is up: its version, rules and state files, and counts.
+
+        Answered without an API key, for health checks."""
+
+        def work() -> Response:
+            sb = live.sandbox
+            body = {
+                "status": "ok",
+                "version": _version(),
+                "rules": live.rules_name,
+                "state": None if live.state_path is None else str(live.state_path),
+                "campaigns": len(sb.campaigns),
+                "sessions": len(sb.sessions),
+                "profiles": len(sb.profile_ids),
+                "now": wire_time(sb.now),
+            }
+            return _json_response(_json_bytes(body))
+
+        return await run_in_threadpool(work)
+
+    openapi_body: list[bytes] = []
+
+    async def openapi(request: Request) -> Response:
+        """This server's OpenAPI document: the Talon.One operations it serves, as
+        Talon.One defines them, and this control surface.
+
+        Answered without an API key."""
+        if not openapi_body:
+            served = [
+                (method, route.path, route.endpoint)
+                for route in app.routes
+                if isinstance(route, Route)
+                for method in sorted((route.methods or set()) - {"HEAD"})
+            ]
+            document = _openapi.document(served, version=_version(), public=PUBLIC)
+            openapi_body.append(_json_bytes(document))
+        return _json_response(openapi_body[0])
+
+    async def save(request: Request) -> Response:
+        """Write the sandbox's whole state to the server's state file now (atomically).
+
+        Without a state file (--state FILE, PROMO_SANDBOX_STATE) the answer is 400."""
+
+        def work(sb: Sandbox, _: bytes) -> Any:
+            try:
+                path = live.save()
+            except persist.StateError as exc:
+                raise _HTTPError(500, str(exc), [{"title": str(exc), "source": {}}]) from None
+            return {
+                "saved": str(path),
+                "sessions": len(sb.sessions),
+                "profiles": len(sb.profile_ids),
+                "now": wire_time(sb.now),
+            }
+
+        return await answer(request, work)
+
     async def reset(request: Request) -> Response:
         def work(sb: Sandbox, _: bytes) -> Any:
             if live.factory is None:
@@ -709,7 +1165,7 @@ def create_app(rules: Rules, *, api_key: str, max_body: int = MAX_BODY) -> Starl
                     f"{type(exc).__name__}: {exc}"
                 )
                 raise _HTTPError(500, message, [{"title": message, "source": {}}]) from exc
-            live.sandbox = fresh
+            live.replace(fresh)
             return snapshot_wire(fresh)
 
         return await answer(request, work)
@@ -732,12 +1188,21 @@ def create_app(rules: Rules, *, api_key: str, max_body: int = MAX_BODY) -> Starl
     session_path = "/v2/customer_sessions/{customerSessionId}"
     app = Starlette(
         exception_handlers={HTTPException: not_routed, Exception: crashed},
+        middleware=[Middleware(_AccessLog)],
         routes=[
             Route(session_path, update_session, methods=["PUT"]),
             Route(session_path, get_session, methods=["GET"]),
             Route(session_path + "/reopen", reopen_session, methods=["PUT"]),
             Route(session_path + "/returns", return_items, methods=["POST"]),
             Route("/v2/customer_profiles/{integrationId}", update_profile, methods=["PUT"]),
+            Route("/v1/customer_sessions/{customerSessionId}", update_session_v1, methods=["PUT"]),
+            Route("/v1/customer_profiles/{integrationId}", update_profile_v1, methods=["PUT"]),
+            Route("/sandbox/health", health, methods=["GET"]),
+            Route("/sandbox/openapi.json", openapi, methods=["GET"]),
+            Route("/sandbox/save", save, methods=["POST"]),
+            Route("/v2/events", track_event, methods=["POST"]),
+            Route("/v1/customer_profiles/{integrationId}/inventory", inventory, methods=["GET"]),
+            Route("/v1/referrals", create_referral, methods=["POST"]),
             Route("/sandbox/clock", clock, methods=["GET", "PUT"]),
             Route("/sandbox/clock/advance", advance, methods=["POST"]),
             Route("/sandbox/coupons/{code}", coupon, methods=["GET"]),
@@ -818,17 +1283,20 @@ def running(
     port: int = 0,
     api_key: str | None = None,
     max_body: int = MAX_BODY,
+    state: str | os.PathLike[str] | None = None,
     timeout: float = 10.0,
 ) -> Iterator[TalonServer]:
     """Serve ``rules`` in a background thread for the ``with`` block; port 0 (the
     default) takes a free port. Stops the server (and waits for it) on exit.
-    ``max_body`` caps a request body in bytes (see :func:`create_app`).
+    ``max_body`` caps a request body in bytes; ``state`` is a state file, loaded at
+    start and saved again when the block ends (see :func:`create_app`).
 
     >>> with running("examples/xmas.py") as server:  # doctest: +SKIP
     ...     configuration = talon_one.Configuration(host=server.url)
     """
     key = api_key or secrets.token_urlsafe(24)
-    app = create_app(rules, api_key=key, max_body=max_body)
+    app = create_app(rules, api_key=key, max_body=max_body, state=state)
+    live: _Live = app.state.live
     sock = _listen(host, port)
     server = uvicorn.Server(_config(app))
     thread = threading.Thread(
@@ -841,11 +1309,13 @@ def running(
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"the sandbox server did not start within {timeout}s")
             time.sleep(0.005)
-        yield TalonServer(_url(sock), key, app.state.live)
+        yield TalonServer(_url(sock), key, live)
     finally:
         server.should_exit = True
         thread.join(timeout)
         sock.close()
+        if live.state_path is not None:
+            live.save()
 
 
 def serve(
@@ -855,32 +1325,61 @@ def serve(
     port: int = 9000,
     api_key: str | None = None,
     max_body: int = MAX_BODY,
+    state: str | os.PathLike[str] | None = None,
+    rules_name: str | None = None,
+    log_requests: bool = True,
     announce: Callable[[str], None] = print,
 ) -> None:
     """Serve ``rules`` in the foreground until interrupted (``python -m sandbox serve``).
 
-    ``max_body`` caps a request body in bytes (see :func:`create_app`). Raises
-    ``OSError`` when the address cannot be listened on.
+    ``max_body`` caps a request body in bytes; ``state`` is a state file, loaded at
+    start and saved again at the end (see :func:`create_app`). With ``log_requests``
+    each request is logged on stderr (:data:`ACCESS_LOG`). Raises ``OSError`` when the
+    address cannot be listened on, :class:`~sandbox.persist.StateError` when the state
+    file cannot be loaded (before listening) or saved (at the end).
     """
     key = api_key or secrets.token_urlsafe(24)
-    app = create_app(rules, api_key=key, max_body=max_body)
-    sb = app.state.live.sandbox
+    app = create_app(rules, api_key=key, max_body=max_body, state=state, rules_name=rules_name)
+    live: _Live = app.state.live
+    sb = live.sandbox
     # The rules, the app and the libraries live as long as the server: out of the garbage
     # collector's sight, so its passes over the stored sessions stay short.
     gc.freeze()
     sock = _listen(host, port)
+    handler = _stderr_handler() if log_requests else None
     try:
+        kept = (
+            ""
+            if live.state_path is None
+            else f"\nstate: {live.state_path} ({len(sb.sessions)} sessions, "
+            f"{len(sb.profile_ids)} profiles; saved at the end and on POST /sandbox/save)"
+        )
         announce(
             f"promo-sandbox: Talon.One Integration API at {_url(sock)} "
             f"({len(sb.campaigns)} campaigns, clock {sb.now.isoformat()}, "
             f"request bodies up to {_bytes_text(max_body)})\n"
-            f"API key: {key}  (send 'Authorization: {API_KEY_PREFIX} {key}')\n"
+            f"API key: {key}  (send 'Authorization: {API_KEY_PREFIX} {key}')"
+            f"{kept}\n"
             "Ctrl-C stops."
         )
         # uvicorn stops on Ctrl-C (SIGINT) or SIGTERM, then raises the signal again for
         # whoever else listens: Ctrl-C is how this server is meant to stop.
         with contextlib.suppress(KeyboardInterrupt):
             uvicorn.Server(_config(app)).run(sockets=[sock])
+        if live.state_path is not None:
+            announce(f"promo-sandbox: state saved to {live.save()}")
         announce("promo-sandbox: stopped")
     finally:
         sock.close()
+        if handler is not None:
+            ACCESS_LOG.removeHandler(handler)
+
+
+def _stderr_handler() -> logging.Handler:
+    """Request lines on stderr, with the time they were answered."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    ACCESS_LOG.addHandler(handler)
+    ACCESS_LOG.setLevel(logging.INFO)
+    ACCESS_LOG.propagate = False  # a host program's root handler would write it twice
+    return handler

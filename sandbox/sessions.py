@@ -9,14 +9,14 @@ another return. A new session starts open or closed.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from sandbox._html import html_of
-from sandbox.errors import TransitionError, ValidationError
+from sandbox.errors import Problem, TransitionError, ValidationError
 from sandbox.ledger import Charge
 from sandbox.models import (
     AnySession,
@@ -43,6 +43,8 @@ __all__ = [
 ]
 
 ZERO = Decimal(0)
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+"""How long an Idempotency-Key answers its first answer (Talon.One keeps them 24 hours)."""
 OPEN = SessionState.OPEN
 CLOSED = SessionState.CLOSED
 CANCELLED = SessionState.CANCELLED
@@ -92,7 +94,7 @@ class StoredSession:
     returns: tuple[tuple[int, datetime, tuple[ReturnedCartItem, ...]], ...] = ()
     """Each return so far: its id, when, and what it returned (``previousReturns``)."""
     created: tuple[str, ...] = ()
-    """The codes its close created; a cancel or reopen deletes them again."""
+    """The codes its close created (they stay through a cancel or reopen)."""
 
     @property
     def session(self) -> AnySession:
@@ -117,6 +119,35 @@ class SessionStore:
         self.sessions: dict[str, StoredSession] = {}
         self.first_sessions: dict[str, str] = {}  # profile -> the id of its first session
         self.events = 0
+        # Idempotency-Key -> (what was asked, when, the first answer), kept 24 hours.
+        self.idempotency: dict[str, tuple[Any, datetime, Any]] = {}
+
+    def idempotent(self, key: str, asked: Any, now: datetime) -> Any:
+        """The first answer to a request made again with its idempotency key (None: a
+        new key, or one older than 24 hours); the key reused for another request is a
+        ValidationError."""
+        for old, (_, at, _) in list(self.idempotency.items()):
+            if now - at >= IDEMPOTENCY_WINDOW:
+                del self.idempotency[old]
+        found = self.idempotency.get(key)
+        if found is None:
+            return None
+        first_asked, at, answer = found
+        if first_asked != asked:
+            raise ValidationError(
+                [
+                    Problem(
+                        "Idempotency-Key",
+                        f"the key {key!r} was used at {at.isoformat()} for another request "
+                        f"(session {first_asked[0]!r}); send a new key for a new request",
+                    )
+                ],
+                subject="return",
+            )
+        return answer
+
+    def remember(self, key: str, asked: Any, now: datetime, answer: Any) -> None:
+        self.idempotency[key] = (asked, now, answer)
 
     def get(self, session_id: str) -> StoredSession | None:
         return self.sessions.get(session_id)

@@ -245,13 +245,16 @@ class IntegrationState(Resolving):
     )
     dry: bool = attrs.field(default=False, eq=False)
     action: str = "update"
-    """What answered: ``update`` (an evaluation), ``cancel``, ``reopen`` or ``return``."""
+    """What answered: ``update`` (an evaluation), ``event`` (``sb.track_event``: no
+    session in the answer), ``cancel``, ``reopen`` or ``return``."""
     meta: SessionMeta = attrs.field(default=_NO_META, repr=False)
     response_content: tuple[ResponseContent, ...] | None = attrs.field(
         default=None, eq=False, repr=False
     )
     """What the request's ``responseContent`` asked for (None: not a V2 request)."""
     extras: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+    event: Any = attrs.field(default=None, eq=False, repr=False)
+    """The event ``sb.track_event`` evaluated (its ``type`` and ``attributes``), else None."""
 
     _lazy: ClassVar[frozenset[str]] = frozenset({"_rule_failure_reasons", "_trace"})
 
@@ -338,7 +341,9 @@ class IntegrationState(Resolving):
         """
         wanted = None if response_content is None else {str(p) for p in response_content}
         parts: dict[str, Any] = {}
-        if wanted is None or ResponseContent.CUSTOMER_SESSION in wanted:
+        if self.action != "event" and (
+            wanted is None or ResponseContent.CUSTOMER_SESSION in wanted
+        ):
             parts["customerSession"] = self.customer_session_wire()
         parts["effects"] = [e.to_wire() for e in self.effects]
         if wanted is None or ResponseContent.RULE_FAILURE_REASONS in wanted:
@@ -376,6 +381,7 @@ class IntegrationState(Resolving):
             "total": to_plain(s.effective_total),
             "cartItemTotal": to_plain(s.cart_item_total),
             "additionalCostTotal": to_plain(s.additional_cost_total),
+            "cartItemAdditionalCostTotal": to_plain(s.cart_item_additional_cost_total),
             "updated": wire_time(meta.updated),
         }
         if s.referral_code:
@@ -396,16 +402,22 @@ class IntegrationState(Resolving):
             [f"coupon {code!r}" for code in s.coupon_codes or ()]
             + ([f"referral {s.referral_code!r}"] if s.referral_code else [])
         )
-        yield (
-            f"session {self.session_id!r} ({(s.state or SessionState.OPEN).value}), "
-            f"total {s.effective_total}"
-            + (f", {codes}" if codes else "")
-            + (" [dry run]" if self.dry else "")
-        )
+        if self.action == "event":
+            yield (
+                f"event {self.session_id!r} of profile {s.profile_id or '(anonymous)'}"
+                + (" [dry run]" if self.dry else "")
+            )
+        else:
+            yield (
+                f"session {self.session_id!r} ({(s.state or SessionState.OPEN).value}), "
+                f"total {s.effective_total}"
+                + (f", {codes}" if codes else "")
+                + (" [dry run]" if self.dry else "")
+            )
         for effect in self.effects:
             if effect.effect_type in _CODE_OUTCOMES:
                 yield "  " + _code_outcome(effect)
-        if self.action != "update":
+        if self.action not in ("update", "event"):
             yield from self._lifecycle_lines()
             return
         if not self.trace:

@@ -4,8 +4,10 @@
 A line is a session dict (session id ``line-N``), a request
 ``{"customerSessionId", "customerSession", "dry"}``, or one of the lifecycle steps
 ``fuzz`` prints: ``{"reopen": ID}``, ``{"returnItems": ID, "returnedCartItems": [...]}``,
-``{"updateProfile": ID, "attributes": {...}, "runRuleEngine": false}`` and
-``{"advance": {"days": N}}`` (at most a century a line). Every problem of a line is a
+``{"updateProfile": ID, "attributes": {...}, "runRuleEngine": false}``,
+``{"trackEvent": {"profileId": ID, "type": T, "attributes": {...}}}`` and
+``{"advance": {"days": N}}`` (at most a century a line); a return may add
+``"runRuleEngine": true`` and ``"idempotencyKey": KEY``. Every problem of a line is a
 :class:`~sandbox.ValidationError` with pointers into the line, or a :class:`TextError`
 with the column of a line that is not UTF-8 or not JSON.
 """
@@ -106,10 +108,10 @@ def read_step(data: Any, number: int) -> Step:
     if isinstance(data, dict) and set(data) == {"reopen"}:
         session_id = _session_id(data["reopen"], "/reopen")
         return lambda sb, dry: sb.reopen(session_id, dry=dry)
-    if isinstance(data, dict) and set(data) == {"returnItems", "returnedCartItems"}:
-        session_id = _session_id(data["returnItems"], "/returnItems")
-        items = data["returnedCartItems"]
-        return lambda sb, dry: sb.return_items(session_id, items, dry=dry)
+    if isinstance(data, dict) and "returnItems" in data:
+        return _return_step(data)
+    if isinstance(data, dict) and "trackEvent" in data:
+        return _event_step(data)
     if isinstance(data, dict) and "updateProfile" in data:
         return _profile_step(data)
     if isinstance(data, dict) and set(data) == {"advance"}:
@@ -127,6 +129,81 @@ def read_step(data: Any, number: int) -> Step:
             raise exc.within(where) from None
 
     return update
+
+
+def _unknown_keys(data: dict[str, Any], known: Sequence[str], what: str) -> list[Problem]:
+    return [
+        Problem(
+            f"/{escape_pointer_token(key)}",
+            f"unknown key {short(key)!r} in {what}"
+            + "".join(f"; did you mean {m!r}?" for m in close_matches(key, known))
+            + f"; its keys are {', '.join(map(repr, known))}",
+        )
+        for key in data
+        if key not in known
+    ]
+
+
+_RETURN_KEYS = ("returnItems", "returnedCartItems", "runRuleEngine", "idempotencyKey")
+
+
+def _return_step(data: dict[str, Any]) -> Step:
+    """``{"returnItems": ID, "returnedCartItems": [...], "runRuleEngine": false,
+    "idempotencyKey": KEY}``: a return (the last two optional)."""
+    problems = _unknown_keys(data, _RETURN_KEYS, "a return step")
+    if "returnedCartItems" not in data:
+        problems.append(Problem("/returnedCartItems", "is required: the items returned"))
+    run = data.get("runRuleEngine", False)
+    if not isinstance(run, bool):
+        problems.append(
+            Problem("/runRuleEngine", f"'runRuleEngine' must be true or false, got {shown(run)}")
+        )
+    if problems:
+        raise ValidationError(problems, subject="step")
+    session_id = _session_id(data["returnItems"], "/returnItems")
+    items = data["returnedCartItems"]
+    key = data.get("idempotencyKey")
+    return lambda sb, dry: sb.return_items(
+        session_id, items, dry=dry, run_rule_engine=run, idempotency_key=key
+    )
+
+
+def _event_step(data: dict[str, Any]) -> Step:
+    """``{"trackEvent": {"profileId": ID, "type": T, "attributes": {...}}, "dry": false}``:
+    a custom event (the body of ``POST /v2/events``)."""
+    problems = _unknown_keys(data, ("trackEvent", "dry"), "an event step")
+    body = data["trackEvent"]
+    if not isinstance(body, dict):
+        problems.append(
+            Problem(
+                "/trackEvent",
+                f'must be an event object such as {{"type": "signup"}}, got {shown(body)}',
+            )
+        )
+    asked_dry = data.get("dry", False)
+    if not isinstance(asked_dry, bool):
+        problems.append(Problem("/dry", f"'dry' must be true or false, got {shown(asked_dry)}"))
+    if problems:
+        raise ValidationError(problems, subject="step")
+    from sandbox.codec import from_wire
+    from sandbox.models import EventRequest
+
+    try:
+        event = from_wire(EventRequest, body)
+    except ValidationError as exc:
+        raise exc.within("/trackEvent") from None
+
+    def track(sb: Sandbox, dry: bool) -> IntegrationState:
+        return sb.track_event(
+            event.profile_id,
+            event.type,
+            event.attributes,
+            dry=dry or asked_dry,
+            response_content=event.response_content,
+            evaluable_campaign_ids=event.evaluable_campaign_ids,
+        )
+
+    return track
 
 
 def _profile_step(data: dict[str, Any]) -> Step:

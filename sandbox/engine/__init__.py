@@ -9,7 +9,7 @@
 - :mod:`~sandbox.engine.results`: the Evaluation, its why built when read.
 """
 
-from sandbox.engine.context import Context
+from sandbox.engine.context import Context, Event
 from sandbox.engine.plan import Plan, compile_plan
 from sandbox.engine.results import CreatedCode, Evaluation
 from sandbox.engine.run import Settings, World, evaluate
@@ -18,6 +18,7 @@ __all__ = [
     "Context",
     "CreatedCode",
     "Evaluation",
+    "Event",
     "Plan",
     "Settings",
     "World",

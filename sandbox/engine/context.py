@@ -9,33 +9,59 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from sandbox.models import AnySession, CartItem
 from sandbox.profiles import CustomerProfile
 
 if TYPE_CHECKING:
     from sandbox.conditions import Condition
 
-__all__ = ["CampaignView", "Context", "condition_details"]
+__all__ = ["CampaignView", "Context", "Event", "condition_details"]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+UPDATED = "talon_session_updated"
+"""The event of an evaluation outside the session lifecycle (``sb.evaluate``)."""
+
+
+@attrs.frozen
+class Event:
+    """What a rule reads as ``ctx.event``: the event being evaluated.
+
+    A session update is Talon.One's built-in event for it (``talon_session_created``,
+    ``talon_session_updated``, ``talon_session_closed``, ...) with the session's
+    attributes; ``sb.track_event`` evaluates a custom event with its own type and
+    attributes.
+    """
+
+    type: str
+    attributes: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
 
 
 class Context:
     """What a condition sees: one session, in one campaign, at one instant.
 
     ``coupon`` is the campaign's own valid code (``coupon_valid`` says there is
-    one); ``coupon_codes`` every code the session sent. No field is None: a
-    session without items has ``items == ()``, without a profile
+    one); ``coupon_codes`` every code the session sent. ``total`` is the session's
+    total (items and additional costs), ``cart_item_total`` the items' alone (price x
+    quantity) and ``additional_cost_total`` the costs' (session costs, plus each item's
+    costs x its quantity). ``advocate_id`` is the advocate of the session's valid
+    referral (``""`` without one); ``event`` the event evaluated (:class:`Event`). No
+    field is None: a session without items has ``items == ()``, without a profile
     ``profile_id == ""``, without attributes an empty mapping.
     """
 
     __slots__ = (
+        "additional_cost_total",
         "additional_costs",
+        "advocate_id",
         "attributes",
         "campaign",
+        "cart_item_total",
         "coupon",
         "coupon_codes",
         "coupon_valid",
+        "event",
         "identifiers",
         "items",
         "now",
@@ -49,10 +75,17 @@ class Context:
     )
 
     def __init__(
-        self, session: AnySession, now: datetime, profile: CustomerProfile | None = None
+        self,
+        session: AnySession,
+        now: datetime,
+        profile: CustomerProfile | None = None,
+        event: Event | None = None,
     ) -> None:
         self.session = session
         self.total: Decimal = session.effective_total
+        self.cart_item_total: Decimal = session.cart_item_total
+        self.additional_cost_total: Decimal = session.additional_cost_total
+        self.advocate_id = ""
         self.items: tuple[CartItem, ...] = session.cart_items or ()
         self.profile_id: str = session.profile_id or ""
         self.identifiers: tuple[str, ...] = session.identifiers or ()
@@ -74,6 +107,7 @@ class Context:
                 else CustomerProfile.anonymous(now)
             )
         self.profile: CustomerProfile = profile
+        self.event: Event = event or Event(UPDATED, self.attributes)
         self.campaign: str | None = None
         self.coupon_valid: bool = False
         self.referral_valid: bool = False
@@ -100,6 +134,10 @@ class Context:
 _SESSION_SLOTS = (
     "session",
     "total",
+    "cart_item_total",
+    "additional_cost_total",
+    "advocate_id",
+    "event",
     "items",
     "profile_id",
     "identifiers",

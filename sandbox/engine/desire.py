@@ -40,7 +40,7 @@ from sandbox.models import MAX_MONEY, CartItem, bound_problem, describe
 if TYPE_CHECKING:
     from sandbox.engine.run import Run
 
-__all__ = ["Desired", "desire"]
+__all__ = ["Desired", "desire", "generate_code"]
 
 ZERO = Decimal(0)
 
@@ -313,11 +313,21 @@ def _generated(run: Run, pattern: str, seed: str) -> str:
     """A code from ``pattern`` (``#`` = a character of A-Z0-9), the same for the same
     session and rule every time, and not one the sandbox already has."""
     world = run.world
+    return generate_code(
+        pattern, seed, world.normalize, lambda c: c in world.coupons or c in world.referrals
+    )
+
+
+def generate_code(
+    pattern: str, seed: str, normalize: Callable[[str], str], taken: Callable[[str], bool]
+) -> str:
+    """The first code from ``pattern`` (``#`` = a character of A-Z0-9) drawn from ``seed``
+    (the same seed, the same code) that is not ``taken``."""
     for attempt in itertools.count():
         digest = hashlib.sha256(f"{seed}:{attempt}".encode()).digest()
         chars = iter(_CODE_CHARS[b % len(_CODE_CHARS)] for b in digest * 4)
-        code = world.normalize("".join(next(chars) if ch == "#" else ch for ch in pattern))
-        if code not in world.coupons and code not in world.referrals:
+        code = normalize("".join(next(chars) if ch == "#" else ch for ch in pattern))
+        if not taken(code):
             return code
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -356,10 +366,24 @@ def _desired_code(
         code = run.world.normalize(value)
         if code in run.world.coupons or code in run.world.referrals:
             return Desired(spec, index, missing=f"the {kind} code {code!r} already exists")
-    owner = spec.recipient if isinstance(spec, CreateCoupon) else None
+    who = "recipient" if kind == "coupon" else "advocate"
+    owner = spec.recipient if isinstance(spec, CreateCoupon) else spec.advocate
+    if callable(owner):
+        try:
+            owner = owner(ctx)
+        except Exception as exc:
+            raise RuleError(plan.name, rule.title, f"effect {index} {who}", exc) from exc
+        if owner is None or owner == "":
+            return Desired(spec, index, missing=f"{who}=... gave no profile for the created {kind}")
+        if not isinstance(owner, str) or len(owner) > 1000:
+            raise RuleError(
+                plan.name,
+                rule.title,
+                f"effect {index} {who}",
+                problem=f"returned {describe(owner)}: a profile id must be a string",
+            )
     owner = owner or run.profile_id
     if owner is None:
-        who = "recipient" if kind == "coupon" else "advocate"
         return Desired(
             spec, index, missing=f"a created {kind} needs a {who}: the session has no profile"
         )

@@ -31,7 +31,7 @@ import attrs
 from sandbox.conditions import NotABoolError, as_bool
 from sandbox.engine import apply
 from sandbox.engine.codes import CodeCheck, check_coupon, check_referral, is_running, not_running
-from sandbox.engine.context import CampaignView, Context
+from sandbox.engine.context import CampaignView, Context, Event
 from sandbox.engine.desire import Desired, Slot, desire, quantizer
 from sandbox.engine.plan import CampaignPlan, Plan, compile_plan
 from sandbox.engine.results import (
@@ -96,6 +96,8 @@ class World:
     """Seeds the codes create effects generate, so they differ from session to session."""
     campaigns_by_name: Mapping[str, Campaign] = attrs.Factory(dict)
     plan: Plan | None = None
+    event: Event | None = None
+    """The event evaluated (None: a session update outside the lifecycle)."""
 
 
 class Code:
@@ -265,7 +267,11 @@ def _evaluate(run: Run) -> Evaluation:
             skipped.append((plan.id, plan.name, not_running(campaign, now)))
             continue
         if base_ctx is None:
-            base_ctx = Context(run.session, now, world.profile)
+            base_ctx = Context(run.session, now, world.profile, world.event)
+            if run.campaign_referral:
+                # The session's one valid referral: every campaign's rules see its advocate.
+                (valid,) = run.campaign_referral.values()
+                base_ctx.advocate_id = valid.definition.advocate  # type: ignore[union-attr]
         # One context for the run; only the campaign's own fields change from campaign to
         # campaign (conditions and amounts use it while their campaign runs, never later).
         ctx = base_ctx
