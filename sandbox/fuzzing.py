@@ -669,7 +669,7 @@ def money_at_stake(
     if not _quietly(holds, scaled(Decimal(0))):
         return None
     low, high = Decimal(0), Decimal(1)
-    for _ in range(30):
+    for _ in range(24):
         middle = (low + high) / 2
         if _quietly(holds, scaled(middle)):
             low = middle
@@ -1283,9 +1283,7 @@ def _lifecycle_round(
                 and not isinstance(error, OutsideStateError)
                 and id(self) not in failed_by
             ):
-                failure = _Failure(
-                    error.invariant, error.invariant, f"{type(error).__name__}: {error}"
-                )
+                failure = _Failure(error.invariant, "", f"{type(error).__name__}: {error}")
                 steps = tuple(self.steps)
                 found = outcome.findings.get(failure.key)
                 if failure.key in excluded:
