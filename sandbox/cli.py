@@ -1072,7 +1072,11 @@ def _parser() -> argparse.ArgumentParser:
         "rules", help="a rules file defining `sandbox` or `build()` and property_* functions"
     )
     fz.add_argument(
-        "--examples", type=int, default=200, help="sessions to try per property (default 200)"
+        "--examples",
+        type=int,
+        default=200,
+        help="sessions to try, every check looking at each (default 200); the lifecycle "
+        "runs half as many lifecycles",
     )
     fz.add_argument("--seed", type=int, default=None, help="a seed, to replay a run")
     fz.add_argument(
