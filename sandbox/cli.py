@@ -85,6 +85,7 @@ import os
 import stat
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -648,6 +649,12 @@ def _first_line(raw: bytes, path: str) -> bytes:
 # fuzz
 
 
+_STARTED = time.monotonic()
+"""When the command line was loaded: ``fuzz --time-budget`` counts from here."""
+_REPORT_RESERVE = 0.5
+"""Seconds of ``--time-budget`` kept for writing the report after the searches."""
+
+
 def _fuzz(args: argparse.Namespace) -> int:
     from sandbox.fuzzing import fuzz, replay
 
@@ -665,13 +672,18 @@ def _fuzz(args: argparse.Namespace) -> int:
         from hypothesis.database import DirectoryBasedExampleDatabase
 
         database = DirectoryBasedExampleDatabase(str(Path(".hypothesis") / "examples"))
+    budget = args.time_budget
+    if budget is not None:
+        # The budget is the whole command's: what starting took is spent, and the report
+        # still has to be written once the searches end.
+        budget = max(budget - (time.monotonic() - _STARTED) - _REPORT_RESERVE, 0.1)
     coverage = _coverage(args)
     with coverage.recording() if coverage is not None else contextlib.nullcontext():
         report = fuzz(
             args.rules,
             examples=args.examples,
             seed=args.seed,
-            time_budget=args.time_budget,
+            time_budget=budget,
             database=database,
             checks=args.check,
         )
@@ -703,13 +715,12 @@ def _save_replays(report: Any, rules: str) -> Any:
     saved: dict[str, str] = {}
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        for violation in report.violations:
+        for violation, label in zip(report.violations, report.labels(), strict=True):
             if not violation.replay:
                 continue
-            name = f"{Path(rules).stem}-{violation.check}.jsonl"
-            target = folder / name
+            target = folder / f"{Path(rules).stem}-{label}.jsonl"
             target.write_text("".join(dumps(step) + "\n" for step in violation.replay))
-            saved[violation.check] = str(target)
+            saved[label] = str(target)
     except OSError as exc:  # a read-only folder: the lines are printed all the same
         print(f"note: could not save the counterexamples: {exc.strerror}", file=sys.stderr)
     return attrs.evolve(report, replay_files=saved)
@@ -1099,7 +1110,11 @@ def _parser() -> argparse.ArgumentParser:
         "rules", help="a rules file defining `sandbox` or `build()` and property_* functions"
     )
     fz.add_argument(
-        "--examples", type=int, default=200, help="sessions to try per property (default 200)"
+        "--examples",
+        type=int,
+        default=200,
+        help="sessions to try, every check looking at each (default 200); the lifecycle "
+        "runs half as many lifecycles",
     )
     fz.add_argument("--seed", type=int, default=None, help="a seed, to replay a run")
     fz.add_argument(
@@ -1119,7 +1134,8 @@ def _parser() -> argparse.ArgumentParser:
         "--time-budget",
         type=float,
         metavar="SECONDS",
-        help="stop trying new examples after this many seconds (for CI)",
+        help="end the whole run after this many seconds, shrinking included (for CI); "
+        "what was found by then is reported, shrunk as far as it got",
     )
     fz.add_argument("--junit", metavar="FILE", help="write a JUnit XML report (one case per check)")
     fz.add_argument("--json", metavar="FILE", help="write the report as JSON")

@@ -13,11 +13,17 @@ always a forgotten ``return``, and truthiness of other values (``0``, a
 Decimal, a list) is a guess the report should not make. A property that
 raises is a violation, like an ``assert`` inside it would be.
 
-``fuzz`` runs one Hypothesis search per check, so each violated check gets
-its own shrunk counterexample, then a lifecycle run (half as many runs
+``fuzz`` evaluates each generated session once and runs every check on the
+answer, in one Hypothesis search. Every distinct failure is reported: a check
+failing in several ways (told apart by the rules that fired, and by whether the
+discount is over the check's bound by more than rounding) gets one shrunk,
+replayable counterexample per way, ranked by money at stake. A search ends some
+examples after its first failures, so another follows with those left out,
+until one finds nothing new. Then a lifecycle run (half as many runs
 as examples, each up to 20 steps: orders open and closed, returning
-customers, close, cancel, reopen, return, the clock moving) checking the
-counters and the properties after every step. A rule whose answer depends on
+customers, close, cancel, reopen, return, the clock moving) checks the
+counters and the properties after every step; it leaves out, and so never
+shrinks again, what the single-session search already reported. A rule whose answer depends on
 anything but the session and the sandbox (a module-level set, a counter)
 answers the same session differently twice; that is its own finding,
 ``rules_keep_no_outside_state``, naming the rule, reported first since it
@@ -35,6 +41,7 @@ import contextlib
 import inspect
 import json
 import runpy
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -57,6 +64,7 @@ from sandbox.invariants import (
     InvariantViolation,
     OutsideStateError,
     answers_agree,
+    check_state,
     deterministic,
     discounts_within_base,
     dry_run_changes_nothing,
@@ -218,7 +226,7 @@ def _run(file: Path) -> dict[str, Any]:
 
 @attrs.frozen
 class Violation:
-    """One violated check with its shrunk counterexample.
+    """One distinct failure of a check, with its shrunk counterexample.
 
     ``check`` is one of the report's ``checks``; ``invariant`` names what
     broke inside it when the check covers several (the lifecycle's
@@ -226,7 +234,18 @@ class Violation:
     requests (``{"customerSessionId", "customerSession"}`` dicts for
     ``python -m sandbox eval``, or lifecycle steps); ``explain`` is the last
     answer's ``state.explain()``. ``shrunk`` is False for a finding recorded as
-    first seen (a rule keeping outside state cannot be shrunk reliably).
+    first seen (a rule keeping outside state cannot be shrunk reliably) or cut
+    short by the time budget.
+
+    A check can fail in several distinct ways; each is its own Violation.
+    ``kind`` says what tells them apart: the rules that fired in the failing
+    answer (or the action that answered: a return, a cancel). ``stake`` is the
+    money at stake: how far the answer's discount is over the largest discount
+    the check would have accepted (the check re-run on the same answer with
+    every discount scaled down), the largest seen for this kind over the search;
+    None when no smaller discount makes the check hold (the failure is not
+    about an amount). ``within_rounding`` marks a stake of at most a cent per
+    discount effect: rounding to the currency, not a rule giving too much.
     """
 
     check: str
@@ -237,12 +256,28 @@ class Violation:
     shrunk: bool = True
     found_after: int | None = None
     """How many generated examples the search tried until this first failed."""
+    kind: str = ""
+    stake: Decimal | None = None
+    within_rounding: bool = False
 
-    def render(self) -> str:
+    def render(self, rank: str = "") -> str:
         head = f"VIOLATED {self.check}" + (f": {self.invariant}" if self.invariant else "")
-        lines = [head, f"  {self.message}".replace("\n", "\n  ")]
+        lines = [head + (f" ({rank})" if rank else "")]
+        if self.kind:
+            lines.append(f"  kind: {self.kind}")
+        if self.stake is not None:
+            lines.append(
+                f"  money at stake: {_money(self.stake)} over the bound"
+                + (
+                    " (within rounding: at most a cent per discount effect; a property should "
+                    "allow for it)"
+                    if self.within_rounding
+                    else ""
+                )
+            )
+        lines.append(f"  {self.message}".replace("\n", "\n  "))
         if self.replay:
-            kind = "shrunk counterexample" if self.shrunk else "counterexample"
+            kind = "shrunk counterexample" if self.shrunk else "counterexample (not shrunk)"
             lines.append(f"  {kind} (replayable JSON, one request per line):")
             lines.extend(f"    {_json(step)}" for step in self.replay)
         if self.explain:
@@ -251,10 +286,20 @@ class Violation:
         return "\n".join(lines)
 
 
+def _money(value: Decimal) -> str:
+    """A stake as money: cents, or the exact figure when it is below a cent."""
+    if value >= CENT or value == 0:
+        return str(value.quantize(CENT))
+    return f"{value.quantize(Decimal('0.0001')).normalize():f} (less than a cent)"
+
+
 @attrs.frozen
 class FuzzReport:
     """The outcome of :func:`fuzz`: ``violations`` is empty when every check held.
 
+    A check that failed in several distinct ways has one violation per way,
+    listed together and ranked by money at stake (largest first); ``unreported``
+    counts, per check, the further distinct failures seen but not shrunk.
     ``tried`` is, per check, how many generated examples its search tried until the
     first failure (or in all); ``combinations`` and ``reasons`` count which campaigns
     fired together and which rejection reasons came up over the whole run.
@@ -271,11 +316,24 @@ class FuzzReport:
     reasons: dict[str, int] = attrs.Factory(dict)
     out_of_time: bool = False
     replay_files: dict[str, str] = attrs.Factory(dict)
-    """Per violated check, the file its counterexample was saved to (by the CLI)."""
+    """Per violation (by :meth:`labels`), the file its counterexample was saved to (by
+    the CLI)."""
+    unreported: dict[str, int] = attrs.Factory(dict)
 
     @property
     def ok(self) -> bool:
         return not self.violations
+
+    def labels(self) -> list[str]:
+        """A name per violation: its check, numbered when the check failed in several
+        ways (``property_x``, ``property_x-2``)."""
+        seen: Counter[str] = Counter()
+        labels = []
+        for violation in self.violations:
+            seen[violation.check] += 1
+            n = seen[violation.check]
+            labels.append(violation.check if n == 1 else f"{violation.check}-{n}")
+        return labels
 
     def render(self) -> str:
         seed = "random" if self.seed is None else str(self.seed)
@@ -287,13 +345,27 @@ class FuzzReport:
                 f"seed {seed}"
                 + (" (time budget spent: not every example was tried)" if self.out_of_time else "")
             ]
-        failed = {v.check for v in self.violations}
-        lines.extend(f"  {'FAIL' if check in failed else 'ok  '} {check}" for check in self.checks)
-        for violation in self.violations:
+        failed = Counter(v.check for v in self.violations)
+        for check in self.checks:
+            n = failed[check]
+            ways = f" ({n} distinct failures)" if n > 1 else ""
+            lines.append(f"  {'FAIL' if n else 'ok  '} {check}{ways}")
+        saved = 0
+        place: Counter[str] = Counter()
+        for violation, label in zip(self.violations, self.labels(), strict=True):
             lines.append("")
-            lines.append(violation.render())
-            replay = self.replay_files.get(violation.check)
+            n = failed[violation.check]
+            place[violation.check] += 1
+            lines.append(violation.render(f"{place[violation.check]} of {n}" if n > 1 else ""))
+            more = self.unreported.get(violation.check, 0)
+            if more and label == violation.check:
+                lines.append(
+                    f"  ({more} more distinct failure{'s' if more != 1 else ''} of this check "
+                    "seen and not shrunk: fix these first, then fuzz again)"
+                )
+            replay = self.replay_files.get(label)
             if replay:
+                saved += 1
                 lines.append(f"  replay it: python -m sandbox fuzz {self.path} --replay {replay}")
         if self.combinations:
             lines.append("")
@@ -311,13 +383,20 @@ class FuzzReport:
                 "depends on the rules answering alike"
             )
         count = len(self.violations)
-        lines.append(
-            "no violations"
-            if not count
-            else f"{count} violation{'s' if count != 1 else ''}; to replay one, save its "
-            f"counterexample lines to FILE.jsonl and run `python -m sandbox fuzz {self.path} "
-            "--replay FILE.jsonl`"
-        )
+        replayable = sum(1 for v in self.violations if v.replay)
+        if not count:
+            lines.append("no violations")
+        elif replayable and saved == replayable:
+            lines.append(
+                f"{count} violation{'s' if count != 1 else ''}; each counterexample is saved: "
+                "replay one with the `replay it:` command under it"
+            )
+        else:
+            lines.append(
+                f"{count} violation{'s' if count != 1 else ''}; to replay one, save its "
+                f"counterexample lines to FILE.jsonl and run `python -m sandbox fuzz {self.path} "
+                "--replay FILE.jsonl`"
+            )
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
@@ -336,6 +415,9 @@ class FuzzReport:
                     "invariant": v.invariant,
                     "shrunk": v.shrunk,
                     "foundAfter": v.found_after,
+                    "kind": v.kind,
+                    "moneyAtStake": None if v.stake is None else str(v.stake),
+                    "withinRounding": v.within_rounding,
                 }
                 for v in self.violations
             ],
@@ -345,6 +427,7 @@ class FuzzReport:
             "reasons": self.reasons,
             "outOfTime": self.out_of_time,
             "replayFiles": self.replay_files,
+            "unreported": self.unreported,
         }
 
     @classmethod
@@ -363,6 +446,9 @@ class FuzzReport:
                     v.get("invariant"),
                     v.get("shrunk", True),
                     v.get("foundAfter"),
+                    v.get("kind", ""),
+                    None if v.get("moneyAtStake") is None else Decimal(v["moneyAtStake"]),
+                    v.get("withinRounding", False),
                 )
                 for v in data["violations"]
             ],
@@ -372,18 +458,22 @@ class FuzzReport:
             dict(data.get("reasons", {})),
             data.get("outOfTime", False),
             dict(data.get("replayFiles", {})),
+            dict(data.get("unreported", {})),
         )
 
     def junit_xml(self) -> str:
-        """JUnit XML: one test case per check, a failure element for a violated one."""
+        """JUnit XML: one test case per check, a failure element for a violated one
+        (with every distinct failure of it)."""
         from xml.etree import ElementTree as ET
 
-        failed = {v.check: v for v in self.violations}
+        failed: dict[str, list[Violation]] = {}
+        for v in self.violations:
+            failed.setdefault(v.check, []).append(v)
         suite = ET.Element(
             "testsuite",
             name=f"promo-sandbox fuzz {self.path}",
             tests=str(len(self.checks)),
-            failures=str(len({v.check for v in self.violations})),
+            failures=str(len(failed)),
             errors="0",
             time=f"{self.seconds:.3f}",
         )
@@ -391,12 +481,12 @@ class FuzzReport:
             case = ET.SubElement(
                 suite, "testcase", classname=f"fuzz.{Path(self.path).stem}", name=check
             )
-            violation = failed.get(check)
-            if violation is not None:
+            violations = failed.get(check)
+            if violations:
                 failure = ET.SubElement(
-                    case, "failure", message=violation.message.splitlines()[0][:500]
+                    case, "failure", message=violations[0].message.splitlines()[0][:500]
                 )
-                failure.text = violation.render()
+                failure.text = "\n\n".join(v.render() for v in violations)
         text: str = ET.tostring(suite, encoding="unicode", xml_declaration=True)
         return text
 
@@ -410,82 +500,208 @@ def _json(value: Any) -> str:
 # ---------------------------------------------------------------------------
 # Searching
 
+CENT = Decimal("0.01")
+
+MAX_FAILURES_PER_CHECK = 3
+"""Distinct failures of one check that are shrunk and reported; further ones are counted."""
+
+SESSION_ROUNDS = 4
+"""Single-session searches at most: each one after the first leaves out the failures
+the earlier ones found, so that one failure found early never hides another."""
+
+LIFECYCLE_ROUNDS = 2
+"""Lifecycle searches at most, likewise."""
+
+SESSION_SHARE = 0.4
+"""Of a time budget, the share the single-session searches may use before the lifecycle
+starts (the lifecycle then has what is left)."""
+
+PROBE = "deterministic_and_dry_runs_change_nothing"
+RAISES = "rules_do_not_raise"
+COUNTERS = "limits_hold_and_usage_reconciles"
+STATE_INVARIANTS: Mapping[str, Callable[[IntegrationState], None]] = {
+    "discounts_within_base": discounts_within_base,
+    "one_outcome_per_code": one_outcome_per_code,
+    "rejected_code_triggers_nothing": rejected_code_triggers_nothing,
+}
+BUILTIN_CHECKS: tuple[str, ...] = (
+    # First: a rule that remembers what it saw shows it only on a session it has
+    # not seen yet, and every later check evaluates the same session again.
+    PROBE,
+    RAISES,
+    *STATE_INVARIANTS,
+    COUNTERS,
+)
+
 
 class _CheckFailedError(Exception):
-    """Raised inside a search; Hypothesis shrinks what raises it."""
-
-    def __init__(self, message: str, state: IntegrationState | None = None) -> None:
-        super().__init__(message)
-        self.state = state
+    """Raised inside a search; Hypothesis shrinks what raises it. Each distinct failure
+    (check and kind) raises its own subclass (:func:`_raised_as`): Hypothesis tells
+    failures apart by their type, and shrinks each one as itself."""
 
 
-class _RuleRaisedError(Exception):
-    """A user rule raised. Only the ``rules_do_not_raise`` check reports it, so one
-    broken rule gives one violation, not one per invariant."""
+_FAILURE_TYPES: dict[_Key, type[_CheckFailedError]] = {}
+
+
+def _raised_as(key: _Key) -> type[_CheckFailedError]:
+    found = _FAILURE_TYPES.get(key)
+    if found is None:
+        found = _FAILURE_TYPES[key] = type("CheckFailed", (_CheckFailedError,), {"key": key})
+    return found
+
+
+class _OutOfTimeError(BaseException):
+    """The run's time budget is spent. A BaseException, so that Hypothesis lets it
+    through and the search ends at once, shrinking included (an Exception would be one
+    more failure to shrink)."""
+
+
+def _timed_out(error: BaseException) -> bool:
+    """Whether ``error`` came of the time budget: Hypothesis, seeing its test end early,
+    may raise one of its own errors (FlakyStrategyDefinition) with ours as the context."""
+    waiting: list[BaseException] = [error]
+    seen: set[int] = set()
+    while waiting:
+        current = waiting.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, _OutOfTimeError):
+            return True
+        if isinstance(current, BaseExceptionGroup):
+            waiting.extend(current.exceptions)
+        waiting.extend(e for e in (current.__context__, current.__cause__) if e is not None)
+    return False
 
 
 class _PropertyUsageError(Exception):
     """A property returned something that is not a verdict: bad usage, not a violation."""
 
 
-_SessionCheck = Callable[[Callable[[], Sandbox], AnySession], IntegrationState]
+_Key = tuple[str, str, str]
+"""A distinct failure: the check (for the lifecycle: the invariant or property), the
+kind (the rules that fired; "" in a lifecycle) and the amount class (:func:`_Failure.amount`)."""
+
+WITHIN_ROUNDING = "within rounding"
+OVER_THE_BOUND = "over the bound"
+NOT_AN_AMOUNT = "not about an amount"
+BAD_USAGE = "bad usage"
 
 
-def _evaluate(
-    factory: Callable[[], Sandbox], session: AnySession
-) -> tuple[Sandbox, IntegrationState]:
-    sb = factory()
+@attrs.define
+class _Failure:
+    """One check failing on one answer. ``name`` is the check (for the lifecycle: the
+    invariant or property), ``kind`` what tells this failure from the check's others,
+    ``holds`` the check as a predicate of an answer (to measure the money at stake)."""
+
+    name: str
+    kind: str
+    message: str
+    state: IntegrationState | None = None
+    holds: Callable[[IntegrationState], bool] | None = None
+    _stake: Decimal | bool | None = False  # False: not measured yet
+
+    @property
+    def stake(self) -> Decimal | None:
+        """The money at stake (:func:`money_at_stake`), measured once."""
+        if self._stake is False:
+            found = None
+            if self.holds is not None and self.state is not None:
+                found = money_at_stake(self.holds, self.state)
+            self._stake = found
+        return None if isinstance(self._stake, bool) else self._stake
+
+    @property
+    def amount(self) -> str:
+        """Whether the failure is a discount over the bound by more than rounding (a cent
+        per discount effect), within rounding, or not about an amount at all. Part of
+        what makes a failure distinct: a rule giving too much must not shrink to a cart
+        so small that only rounding shows, nor hide behind a rounding artefact."""
+        stake = self.stake
+        if stake is None:
+            return NOT_AN_AMOUNT
+        if stake <= CENT * max(1, _discount_effects(self.state)):
+            return WITHIN_ROUNDING
+        return OVER_THE_BOUND
+
+    @property
+    def key(self) -> _Key:
+        return (self.name, self.kind, self.amount)
+
+
+def signature(state: IntegrationState | None) -> str:
+    """What tells one failure of a check from another: the rules that fired in the
+    failing answer, and the action when it was not an evaluation (a return, a cancel).
+
+    A rounding artefact of one campaign and a stacking bug of three fire different rules,
+    so each is reported, shrunk as itself."""
+    if state is None:
+        return ""
+    fired = [f"{c.name} / {r.title}" for c in state.trace for r in c.rules if r.fired]
+    what = " + ".join(fired) if fired else "no rule fired"
+    if state.action != "update":
+        return f"after {state.action}: {what}"
+    return f"rules fired: {what}"
+
+
+def money_at_stake(
+    holds: Callable[[IntegrationState], bool], state: IntegrationState
+) -> Decimal | None:
+    """How much of the answer's discount is over what ``holds`` accepts.
+
+    The check is run again on the same answer with every discount scaled down (by
+    bisection on the scale), and the stake is the discount given less the largest one
+    that passes. None when even no discount at all fails: the failure is not about an
+    amount (a limit, a code created twice)."""
+    given = state.total_discount
+    if given <= 0:
+        return None
+
+    def scaled(factor: Decimal) -> IntegrationState:
+        effects = tuple(
+            attrs.evolve(e, props={**e.props, "value": e.props["value"] * factor})
+            if e.effect_type.is_discount
+            else e
+            for e in state.effects
+        )
+        return attrs.evolve(state, effects=effects)
+
+    if not _quietly(holds, scaled(Decimal(0))):
+        return None
+    low, high = Decimal(0), Decimal(1)
+    for _ in range(24):
+        middle = (low + high) / 2
+        if _quietly(holds, scaled(middle)):
+            low = middle
+        else:
+            high = middle
+    return (given - given * low).quantize(Decimal("0.0001"))
+
+
+def _quietly(holds: Callable[[IntegrationState], bool], state: IntegrationState) -> bool:
     try:
-        return sb, sb.update(SESSION_ID, session)
-    except RuleError as exc:
-        raise _RuleRaisedError(f"a rule raised: {exc}") from exc
+        return holds(state)
+    except Exception:
+        return False
 
 
-def _invariant_check(*invariants: Callable[[IntegrationState], None]) -> _SessionCheck:
-    def check(factory: Callable[[], Sandbox], session: AnySession) -> IntegrationState:
-        _, state = _evaluate(factory, session)
-        for invariant in invariants:
-            try:
-                invariant(state)
-            except InvariantViolation as exc:
-                raise _CheckFailedError(str(exc), state) from exc
-        return state
-
-    return check
+def _discount_effects(state: IntegrationState | None) -> int:
+    return 0 if state is None else sum(1 for e in state.effects if e.effect_type.is_discount)
 
 
-def _probe_check(factory: Callable[[], Sandbox], session: AnySession) -> IntegrationState:
-    sb = factory()
-    try:
-        dry = dry_run_changes_nothing(sb, SESSION_ID, session)
-        state = deterministic(sb, session, session_id=SESSION_ID)
-        # A rule that remembers what it saw answers the first evaluation differently
-        # from the later ones, which then agree: compare the first one too.
-        if dry is not None:
-            answers_agree(
-                dry,
-                state,
-                invariant="deterministic",
-                detail="two dry evaluations of the same session differ",
-                session_id=SESSION_ID,
-            )
-    except OutsideStateError:
-        raise
-    except InvariantViolation as exc:
-        raise _CheckFailedError(str(exc)) from exc
-    except RuleError as exc:
-        raise _RuleRaisedError(f"a rule raised: {exc}") from exc
-    return state
+def _invariant_holds(invariant: Callable[[IntegrationState], None]) -> Callable[..., bool]:
+    def holds(state: IntegrationState) -> bool:
+        try:
+            invariant(state)
+        except InvariantViolation:
+            return False
+        return True
+
+    return holds
 
 
-def _counters_check(factory: Callable[[], Sandbox], session: AnySession) -> IntegrationState:
-    sb, state = _evaluate(factory, session)
-    try:
-        limits_hold(sb)
-        usage_reconciles(sb)
-    except InvariantViolation as exc:
-        raise _CheckFailedError(str(exc), state) from exc
-    return state
+def _property_holds(name: str, prop: Property, sb: Sandbox) -> Callable[..., bool]:
+    return lambda state: _verdict(name, prop(state, sb))
 
 
 def _verdict(name: str, held: object) -> bool:
@@ -505,41 +721,85 @@ def _verdict(name: str, held: object) -> bool:
     )
 
 
-def _property_check(name: str, prop: Property) -> _SessionCheck:
-    def check(factory: Callable[[], Sandbox], session: AnySession) -> IntegrationState:
-        sb, state = _evaluate(factory, session)
-        try:
-            held = prop(state, sb)
-        except Exception as exc:
-            raise _CheckFailedError(f"{name} raised {type(exc).__name__}: {exc}", state) from exc
-        if not _verdict(name, held):
-            raise _CheckFailedError(
-                f"{name} returned False: total {state.session.effective_total}, "
-                f"total discount {state.total_discount}",
-                state,
-            )
-        return state
-
-    return check
-
-
-def _rules_check(factory: Callable[[], Sandbox], session: AnySession) -> IntegrationState:
+def _check_property(
+    name: str, prop: Property, state: IntegrationState, sb: Sandbox
+) -> _Failure | None:
+    """The property on one answer: None when it holds."""
     try:
-        return _evaluate(factory, session)[1]
-    except _RuleRaisedError as exc:
-        raise _CheckFailedError(str(exc)) from exc
+        held = prop(state, sb)
+    except Exception as exc:
+        message = f"{name} raised {type(exc).__name__}: {exc}"
+    else:
+        if _verdict(name, held):
+            return None
+        message = (
+            f"{name} returned False after {state.action} of session {state.session_id!r}: "
+            f"total {state.session.effective_total}, total discount {state.total_discount}"
+        )
+    return _Failure(name, signature(state), message, state, _property_holds(name, prop, sb))
 
 
-BUILTIN_CHECKS: Mapping[str, _SessionCheck] = {
-    # First: a rule that remembers what it saw shows it only on a session it has
-    # not seen yet, and every later search submits the same sessions again.
-    "deterministic_and_dry_runs_change_nothing": _probe_check,
-    "rules_do_not_raise": _rules_check,
-    "discounts_within_base": _invariant_check(discounts_within_base),
-    "one_outcome_per_code": _invariant_check(one_outcome_per_code),
-    "rejected_code_triggers_nothing": _invariant_check(rejected_code_triggers_nothing),
-    "limits_hold_and_usage_reconciles": _counters_check,
-}
+def _check_session(
+    factory: Callable[[], Sandbox],
+    session: AnySession,
+    checks: Iterable[str],
+    properties: Mapping[str, Property],
+) -> tuple[IntegrationState | None, list[_Failure]]:
+    """Every check named in ``checks`` on one session: its answer and what failed.
+
+    One sandbox answers for all of them: the dry runs of the probe first (a rule that
+    remembers what it saw answers its first evaluation differently), then the update the
+    other checks read. Raises OutsideStateError (a finding of its own) and
+    _PropertyUsageError (bad usage)."""
+    wanted = set(checks)
+    failures: list[_Failure] = []
+    sb = factory()
+    if PROBE in wanted:
+        try:
+            dry = dry_run_changes_nothing(sb, SESSION_ID, session)
+            again = deterministic(sb, session, session_id=SESSION_ID)
+            if dry is not None:
+                answers_agree(
+                    dry,
+                    again,
+                    invariant="deterministic",
+                    detail="two dry evaluations of the same session differ",
+                    session_id=SESSION_ID,
+                )
+        except OutsideStateError:
+            raise
+        except InvariantViolation as exc:
+            failures.append(_Failure(PROBE, exc.invariant, str(exc)))
+            sb = factory()  # the dry run changed it: the other checks start afresh
+        except RuleError:
+            pass  # reported once, by rules_do_not_raise
+    try:
+        state = sb.update(SESSION_ID, session)
+    except RuleError as exc:
+        if RAISES in wanted:
+            kind = f"campaign {exc.campaign!r}, rule {exc.rule!r}"
+            failures.append(_Failure(RAISES, kind, f"a rule raised: {exc}"))
+        return None, failures
+    for name, invariant in STATE_INVARIANTS.items():
+        if name in wanted:
+            try:
+                invariant(state)
+            except InvariantViolation as exc:
+                kind = signature(state)
+                failures.append(_Failure(name, kind, str(exc), state, _invariant_holds(invariant)))
+    if COUNTERS in wanted:
+        try:
+            limits_hold(sb)
+            usage_reconciles(sb)
+        except InvariantViolation as exc:
+            kind = f"{exc.invariant}, {signature(state)}"
+            failures.append(_Failure(COUNTERS, kind, str(exc), state))
+    for name, prop in properties.items():
+        if name in wanted:
+            failure = _check_property(name, prop, state, sb)
+            if failure is not None:
+                failures.append(failure)
+    return state, failures
 
 
 def _settings(examples: int, *, database: Any = None, **more: Any) -> settings:
@@ -549,10 +809,10 @@ def _settings(examples: int, *, database: Any = None, **more: Any) -> settings:
         derandomize=False,
         deadline=None,
         print_blob=False,
-        report_multiple_bugs=False,
+        report_multiple_bugs=True,
         verbosity=Verbosity.quiet,
         # The explain phase costs more than the search here, and the report explains itself.
-        phases=[Phase.explicit, Phase.generate, Phase.target, Phase.shrink],
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
         suppress_health_check=[
             HealthCheck.too_slow,
             HealthCheck.data_too_large,
@@ -570,13 +830,22 @@ class _RunOptions:
     key: str = ""
     database: Any = None
     deadline: float | None = None  # time.monotonic() by which the run must end
+    phase_end: float | None = None  # the same for the search under way (its share)
     combinations: Counter[str] = attrs.Factory(Counter)
     reasons: Counter[str] = attrs.Factory(Counter)
     fired: Counter[str] = attrs.Factory(Counter)  # "campaign / rule" -> times fired
     sessions: int = 0
+    cut_short: bool = False
 
     def out_of_time(self) -> bool:
-        return self.deadline is not None and time.monotonic() > self.deadline
+        end = self.phase_end if self.phase_end is not None else self.deadline
+        return end is not None and time.monotonic() > end
+
+    def tick(self) -> None:
+        """End the search under way at once when its time is spent."""
+        if self.out_of_time():
+            self.cut_short = True
+            raise _OutOfTimeError
 
 
 def _steer(state: IntegrationState, run: _RunOptions) -> None:
@@ -632,14 +901,57 @@ def _steer_repeats(state: IntegrationState, redeemed: dict[str, set[str]]) -> No
 
 
 @attrs.define
-class _Outcome:
-    """What one search found: a violation of its check, a rule keeping outside
-    state (a finding of its own), or a property used wrongly (bad usage)."""
+class _Finding:
+    """A distinct failure (its check and kind) as one search saw it: the last failing
+    example (after shrinking: Hypothesis' final replay of the smallest), where it was
+    first seen, and the largest money at stake seen."""
 
-    violation: Violation | None = None
+    failure: _Failure
+    replay: tuple[dict[str, Any], ...]
+    found_after: int
+    stake: Decimal | None = None
+    rounding: bool = False
+    explain: Callable[[], str] | None = None
+
+    def see(self, failure: _Failure, replay: tuple[dict[str, Any], ...]) -> None:
+        self.failure, self.replay = failure, replay
+        self.weigh(failure)
+
+    def weigh(self, failure: _Failure) -> None:
+        stake = failure.stake
+        if stake is not None and (self.stake is None or stake > self.stake):
+            self.stake = stake
+        self.rounding = failure.amount == WITHIN_ROUNDING
+
+    def violation(self, check: str | None, *, shrunk: bool) -> Violation:
+        failure = self.failure
+        return Violation(
+            check or failure.name,
+            failure.message,
+            self.replay,
+            self.explain() if self.explain is not None else "",
+            invariant=None if check is None else failure.name,
+            shrunk=shrunk,
+            found_after=self.found_after,
+            kind=failure.kind or failure.amount,
+            stake=self.stake,
+            within_rounding=self.rounding,
+        )
+
+
+@attrs.define
+class _Outcome:
+    """What the searches of one kind (single sessions, or lifecycles) found: distinct
+    failures, a rule keeping outside state (a finding of its own), or a property used
+    wrongly (bad usage)."""
+
+    findings: dict[_Key, _Finding] = attrs.Factory(dict)
+    shrunk: set[_Key] = attrs.Factory(set)
     outside: Violation | None = None
     usage: str | None = None
-    examples: int = 0  # sessions tried before the first failure (or in all)
+    examples: int = 0  # examples the last search tried
+    unreported: set[tuple[str, str]] = attrs.Factory(set)
+    """Distinct failures (check, kind) seen once the check had no room left."""
 
 
 def _request(session: AnySession) -> dict[str, Any]:
@@ -655,7 +967,7 @@ def _outside_finding(
 
 def _diagnose_flaky(
     name: str,
-    failed: tuple[AnySession, _CheckFailedError] | None,
+    failed: tuple[AnySession, _Failure] | None,
     factory: Callable[[], Sandbox],
 ) -> Violation:
     """A check failed for a session, then passed when Hypothesis tried it again."""
@@ -675,87 +987,172 @@ def _diagnose_flaky(
     except SandboxError:
         pass  # not the same answers either way; say what is known
     what = (
-        f"{name} answered differently for the same session and the same answer: it keeps "
-        f"state outside the sandbox (a property must depend only on the state it is given; "
-        f"the first time: {error})"
+        f"{error.name} answered differently for the same session and the same answer: it "
+        f"keeps state outside the sandbox (a property must depend only on the state it is "
+        f"given; the first time: {error.message})"
     )
     return _outside_finding(name, what, (_request(session),))
 
 
-def _search(
-    name: str,
-    check: _SessionCheck,
+def _raise_new(
+    failures: list[_Failure],
+    outcome: _Outcome,
+    excluded: set[_Key],
+    raised: set[_Key],
+    reported: dict[str, set[str]],
+) -> _Failure | None:
+    """The failure this example raises, if any: the first whose kind no earlier search
+    reported, while its check has room for another distinct kind. Kinds already
+    raised in this search keep being raised (Hypothesis replays and shrinks them)."""
+    chosen: _Failure | None = None
+    for failure in failures:
+        key = failure.key
+        if key in excluded:
+            continue
+        if key not in raised:
+            kinds = reported.setdefault(failure.name, set())
+            if failure.kind not in kinds and len(kinds) >= MAX_FAILURES_PER_CHECK:
+                outcome.unreported.add((failure.name, failure.kind))
+                continue
+            kinds.add(failure.kind)
+            raised.add(key)
+        if chosen is None:
+            chosen = failure
+    return chosen
+
+
+def _session_search(
+    checks: tuple[str, ...],
+    properties: Mapping[str, Property],
     factory: Callable[[], Sandbox],
     strategy: st.SearchStrategy[AnySession],
     examples: int,
     seed: int | None,
-    run_options: _RunOptions,
+    run: _RunOptions,
 ) -> _Outcome:
-    last: list[tuple[AnySession, _CheckFailedError]] = []
+    """Every single-session check in one search per round: each example is evaluated
+    once and every check looks at the answer. Failures are told apart by check and kind
+    (:func:`signature`); Hypothesis shrinks each as itself. A round ends some examples
+    after its first failures, so another round follows with those left out (they pass),
+    until a round finds nothing new."""
     outcome = _Outcome()
-    tried = [0]
-    first_failure: list[int] = []
-
-    @_settings(examples, database=run_options.database)
-    @given(session=strategy)
-    def run(session: AnySession) -> None:
-        if outcome.outside is not None or outcome.usage is not None:
-            return  # this search has found what ends it
-        if run_options.out_of_time():
-            return  # the time budget is spent: the rest of the examples pass at once
-        tried[0] += 1
-        try:
-            state = check(factory, session)
-        except _CheckFailedError as exc:
-            if not first_failure:
-                first_failure.append(tried[0])
-            if exc.state is not None:
-                _steer(exc.state, run_options)
-            last.append((session, exc))
-            raise
-        except _RuleRaisedError:
-            return  # reported once, by rules_do_not_raise
-        except OutsideStateError as exc:
-            # Recorded, not raised: the rule's outside state would not fail again on a
-            # replay, and Hypothesis would call the test flaky.
-            outcome.outside = _outside_finding(name, exc, (_request(session),))
-        except _PropertyUsageError as exc:
-            outcome.usage = str(exc)
-        else:
-            _steer(state, run_options)
-
-    # Each search keeps its failures in the example database under its own key (the
-    # rules file and the check), so a failure found once is tried first next time.
-    run._hypothesis_internal_database_key = f"promo-sandbox:{run_options.key}:{name}".encode()  # type: ignore[attr-defined]
-    if seed is not None:
-        run = hypothesis_seed(seed)(run)
-    try:
-        run()
-    except _CheckFailedError:
-        pass
-    except Flaky:
-        if outcome.outside is None and outcome.usage is None:
-            outcome.outside = _diagnose_flaky(name, last[-1] if last else None, factory)
-        return outcome
-    outcome.examples = first_failure[0] if first_failure else tried[0]
-    if last:
-        # The last failing call is Hypothesis' final replay of the shrunk example.
-        session, error = last[-1]
-        outcome.violation = Violation(
-            name,
-            str(error),
-            (_request(session),),
-            _explain(factory, session),
-            found_after=outcome.examples,
+    excluded: set[_Key] = set()
+    reported: dict[str, set[str]] = {}
+    for number in range(SESSION_ROUNDS):
+        new = _session_round(
+            number,
+            checks,
+            properties,
+            factory,
+            strategy,
+            examples,
+            seed,
+            run,
+            outcome,
+            excluded,
+            reported,
         )
+        excluded |= new
+        if not new or outcome.outside is not None or outcome.usage is not None:
+            break
+        if run.out_of_time():
+            break
     return outcome
 
 
-def _explain(factory: Callable[[], Sandbox], session: AnySession) -> str:
+def _session_round(
+    number: int,
+    checks: tuple[str, ...],
+    properties: Mapping[str, Property],
+    factory: Callable[[], Sandbox],
+    strategy: st.SearchStrategy[AnySession],
+    examples: int,
+    seed: int | None,
+    run: _RunOptions,
+    outcome: _Outcome,
+    excluded: set[_Key],
+    reported: dict[str, set[str]],
+) -> set[_Key]:
+    """One search; returns the keys of the distinct failures it raised."""
+    raised: set[_Key] = set()
+    last: list[tuple[AnySession, _Failure]] = []
+    tried = [0]
+
+    @_settings(examples, database=run.database)
+    @given(session=strategy)
+    def search(session: AnySession) -> None:
+        if outcome.outside is not None or outcome.usage is not None:
+            return  # this search has found what ends it
+        run.tick()
+        tried[0] += 1
+        try:
+            state, failures = _check_session(factory, session, checks, properties)
+        except OutsideStateError as exc:
+            # Recorded, not raised: the rule's outside state would not fail again on a
+            # replay, and Hypothesis would call the test flaky.
+            outcome.outside = _outside_finding("sessions", exc, (_request(session),))
+            return
+        except _PropertyUsageError as exc:
+            outcome.usage = str(exc)
+            return
+        if state is not None:
+            _steer(state, run)
+        failure = _raise_new(failures, outcome, excluded, raised, reported)
+        if failure is None:
+            return
+        last.append((session, failure))
+        replay = (_request(session),)
+        found = outcome.findings.get(failure.key)
+        if found is None:
+            outcome.findings[failure.key] = found = _Finding(failure, replay, tried[0])
+            found.weigh(failure)
+        else:
+            found.see(failure, replay)
+        for other in failures:  # the same example's other failures weigh on their kinds
+            known = outcome.findings.get(other.key)
+            if other is not failure and known is not None and other.key not in excluded:
+                known.weigh(other)
+        raise _raised_as(failure.key)(failure.message)
+
+    # Each round keeps its failures in the example database under its own key (the
+    # rules file and the round), so a failure found once is tried first next time.
+    database_key = f"promo-sandbox:{run.key}:sessions:{number}"
+    search._hypothesis_internal_database_key = database_key.encode()  # type: ignore[attr-defined]
+    if seed is not None:
+        search = hypothesis_seed(seed)(search)
+    finished = False
     try:
-        return factory().update(SESSION_ID, session).explain()
-    except SandboxError as exc:
-        return f"(the session could not be evaluated: {exc})"
+        search()
+        finished = True
+    except _OutOfTimeError:
+        pass
+    except Flaky as exc:
+        if _timed_out(exc):
+            pass  # Hypothesis saw its test stop early: the budget, not the rules
+        elif outcome.outside is None and outcome.usage is None:
+            failed = last[-1] if last else None
+            outcome.outside = _diagnose_flaky("sessions", failed, factory)
+        return raised
+    except (_CheckFailedError, BaseExceptionGroup):
+        finished = True  # each failure was replayed last as its shrunk example
+    outcome.examples = tried[0]
+    for key in raised:
+        found = outcome.findings[key]
+        session = next(s for s, f in reversed(last) if f.key == key)
+        found.explain = _explainer(factory, session)
+        if finished:
+            outcome.shrunk.add(key)
+    return raised
+
+
+def _explainer(factory: Callable[[], Sandbox], session: AnySession) -> Callable[[], str]:
+    def explain() -> str:
+        try:
+            return str(factory().update(SESSION_ID, session).explain())
+        except SandboxError as exc:
+            return f"(the session could not be evaluated: {exc})"
+
+    return explain
 
 
 def _lifecycle_search(
@@ -766,19 +1163,65 @@ def _lifecycle_search(
     shrink: bool = True,
     properties: Mapping[str, Property] | None = None,
     run: _RunOptions | None = None,
+    reported: Iterable[_Key] = (),
 ) -> _Outcome:
+    """Lifecycles checking the invariants and properties after every step. A failure
+    whose kind ``reported`` holds (the single-session search reported it, with a smaller
+    counterexample) is not raised, so no time goes into shrinking it again.
+
+    A lifecycle search ends some runs after its first failure. Another one follows (with
+    what was found left out) only when all it found was within rounding: a larger
+    violation must not hide behind a rounding artefact, and a whole second search
+    costs as much as the first."""
+    outcome = _Outcome()
+    excluded = set(reported)
+    counts: dict[str, set[str]] = {}
+    for number in range(LIFECYCLE_ROUNDS):
+        new = _lifecycle_round(
+            factory,
+            examples,
+            seed,
+            shrink,
+            properties or {},
+            run or _RunOptions(),
+            outcome,
+            excluded,
+            counts,
+            number,
+        )
+        excluded |= new
+        if not new or outcome.outside is not None or (run is not None and run.out_of_time()):
+            break
+        if any(key[2] != WITHIN_ROUNDING for key in new):
+            break
+    return outcome
+
+
+def _lifecycle_round(
+    factory: Callable[[], Sandbox],
+    examples: int,
+    seed: int | None,
+    shrink: bool,
+    properties: Mapping[str, Property],
+    run: _RunOptions,
+    outcome: _Outcome,
+    excluded: set[_Key],
+    counts: dict[str, set[str]],
+    number: int,
+) -> set[_Key]:
     from hypothesis.stateful import run_state_machine_as_test
 
     from strategies._lifecycle import SessionLifecycle
 
     machines: list[SessionLifecycle] = []
-
-    first_failure: list[int] = []
+    raised: set[_Key] = set()
+    failed_by: dict[int, tuple[_Failure, tuple[dict[str, Any], ...]]] = {}
 
     class RulesLifecycle(SessionLifecycle):
-        user_properties: ClassVar[Mapping[str, Callable[..., object]]] = dict(properties or {})
+        user_properties: ClassVar[Mapping[str, Callable[..., object]]] = dict(properties)
 
         def make_sandbox(self) -> Sandbox:
+            run.tick()
             machines.append(self)
             self.redeemed: dict[str, set[str]] = {}
             return factory()
@@ -787,15 +1230,69 @@ def _lifecycle_search(
             return st.one_of(super().sessions(sb), combination_sessions(sb))
 
         def _check(self, state: IntegrationState) -> None:
-            if run is not None:
-                _steer(state, run)
-                _steer_repeats(state, self.redeemed)
+            run.tick()
+            _steer(state, run)
+            _steer_repeats(state, self.redeemed)
+            self._same_as_before(state)
+            failures: list[_Failure] = []
             try:
-                super()._check(state)
-            except InvariantViolation:
-                if not first_failure:
-                    first_failure.append(len(machines))
-                raise
+                check_state(state)
+            except InvariantViolation as exc:
+                holds = STATE_INVARIANTS.get(exc.invariant)
+                failures.append(
+                    _Failure(
+                        exc.invariant,
+                        signature(state),
+                        f"{type(exc).__name__}: {exc}",
+                        state,
+                        None if holds is None else _invariant_holds(holds),
+                    )
+                )
+            for name, prop in properties.items():
+                try:
+                    failure = _check_property(name, prop, state, self.sb)
+                except _PropertyUsageError as exc:
+                    failure = _Failure(name, BAD_USAGE, str(exc), state)
+                if failure is not None:
+                    failures.append(failure)
+            for failure in failures:
+                # In a lifecycle, the rules of the step that showed a failure say little:
+                # a promise about the whole sandbox, once broken, fails after whatever
+                # step comes next. A lifecycle failure is told apart by its amount only.
+                failure.kind = ""
+            chosen = _raise_new(failures, outcome, excluded, raised, counts)
+            if chosen is not None:
+                steps = tuple(self.steps)
+                failed_by[id(self)] = (chosen, steps)
+                found = outcome.findings.get(chosen.key)
+                if found is None:
+                    outcome.findings[chosen.key] = found = _Finding(chosen, steps, len(machines))
+                    found.weigh(chosen)
+                    found.explain = _constant(str(state.explain()))
+                else:
+                    found.see(chosen, steps)
+                    found.explain = _constant(str(state.explain()))
+                raise _raised_as(chosen.key)(chosen.message)
+
+        def teardown(self) -> None:
+            # An invariant of the whole sandbox (limits, usage), an illegal move accepted,
+            # a dry run answering differently: failures raised by the steps themselves.
+            error = sys.exc_info()[1]
+            if (
+                isinstance(error, InvariantViolation)
+                and not isinstance(error, OutsideStateError)
+                and id(self) not in failed_by
+            ):
+                failure = _Failure(error.invariant, "", f"{type(error).__name__}: {error}")
+                steps = tuple(self.steps)
+                found = outcome.findings.get(failure.key)
+                if failure.key in excluded:
+                    return
+                raised.add(failure.key)
+                if found is None:
+                    outcome.findings[failure.key] = _Finding(failure, steps, len(machines))
+                else:
+                    found.see(failure, steps)
 
     # run_state_machine_as_test takes no seed of its own: a seeded run forces
     # Hypothesis' seed for the duration (its own mechanism for --hypothesis-seed).
@@ -806,16 +1303,24 @@ def _lifecycle_search(
     import hypothesis.core as hypothesis_core
 
     forced = hypothesis_core.global_force_seed
+    finished = False
     try:
         if seed is not None:
             hypothesis_core.global_force_seed = seed  # type: ignore[assignment]  # typed as None
         run_state_machine_as_test(RulesLifecycle, settings=config)  # type: ignore[no-untyped-call, unused-ignore]  # typed in newer Hypothesis
-    except (AssertionError, SandboxError, Flaky) as exc:
-        failure = exc
+        finished = True
+    except _OutOfTimeError:
+        pass
+    except (AssertionError, SandboxError, Flaky, _CheckFailedError, BaseExceptionGroup) as exc:
+        if not _timed_out(exc):
+            failure = exc
+            finished = True
     finally:
         hypothesis_core.global_force_seed = forced
-    outcome = _Outcome()
-    outcome.examples = first_failure[0] if first_failure else len(machines)
+    outcome.examples = len(machines)
+    # Hypothesis keeps every machine class it ran for good: let go of the answers this
+    # one remembered (thousands), or they live, and are torn down, with the process.
+    RulesLifecycle.answers_by_path = {}
     caught = RulesLifecycle.__dict__.get("outside_state")
     if caught:
         error, steps = next(iter(caught.values()))
@@ -827,18 +1332,14 @@ def _lifecycle_search(
         )
         steps = tuple(machines[-1].steps) if machines else ()
         outcome.outside = _outside_finding("lifecycle", what, steps)
-    elif failure is not None and machines and not isinstance(failure, RuleError):
-        # (a rule that raises is reported once, by rules_do_not_raise)
-        name = failure.invariant if isinstance(failure, InvariantViolation) else None
-        steps = tuple(machines[-1].steps)
-        outcome.violation = Violation(
-            "lifecycle",
-            f"{type(failure).__name__}: {failure}",
-            steps,
-            invariant=name,
-            found_after=outcome.examples,
-        )
-    return outcome
+    machines.clear()
+    if finished and shrink:
+        outcome.shrunk |= raised
+    return raised
+
+
+def _constant(text: str) -> Callable[[], str]:
+    return lambda: text
 
 
 def fuzz(
@@ -856,8 +1357,9 @@ def fuzz(
     and ``lifecycle``; all of them by default). A property named there is also
     checked after every lifecycle step, so naming it alone still runs the lifecycle.
 
-    ``time_budget`` (seconds) ends the run early: once it is spent, the remaining
-    examples pass at once. ``database`` is a Hypothesis example database (for
+    ``time_budget`` (seconds) bounds the whole run, shrinking included: once it is
+    spent, the search under way ends and what it found is reported as far as it was
+    shrunk. ``database`` is a Hypothesis example database (for
     example ``DirectoryBasedExampleDatabase(".hypothesis/examples")``): a failure
     found once is tried first next time. Bad files, and properties with the wrong
     signature or returning no bool, raise :class:`RulesFileError`.
@@ -874,8 +1376,7 @@ def fuzz(
         deadline=None if time_budget is None else started + time_budget,
     )
     strategy = fuzz_sessions(factory())
-    session_checks: dict[str, _SessionCheck] = dict(BUILTIN_CHECKS)
-    session_checks.update({name: _property_check(name, prop) for name, prop in properties.items()})
+    session_checks = (*BUILTIN_CHECKS, *properties)
     with_lifecycle = True
     if checks is not None:
         wanted = [checks] if isinstance(checks, str) else list(checks)
@@ -886,40 +1387,61 @@ def fuzz(
                 f"no check named {', '.join(map(repr, unknown))} in {path}; "
                 f"its checks are {', '.join(known)}"
             )
-        session_checks = {n: c for n, c in session_checks.items() if n in wanted}
+        session_checks = tuple(n for n in session_checks if n in wanted)
         properties = {n: p for n, p in properties.items() if n in wanted}
         with_lifecycle = "lifecycle" in wanted or bool(properties)
-    outcomes: dict[str, _Outcome] = {}
-    for name, check in session_checks.items():
-        outcome = _search(name, check, factory, strategy, examples, seed, run)
-        if outcome.usage is not None:
-            raise RulesFileError(f"{path}: {outcome.usage}")
-        outcomes[name] = outcome
-    if with_lifecycle:
+    if time_budget is not None and with_lifecycle and session_checks:
+        run.phase_end = started + time_budget * SESSION_SHARE
+    sessions = _Outcome()
+    if session_checks:
+        sessions = _session_search(
+            session_checks, properties, factory, strategy, examples, seed, run
+        )
+        if sessions.usage is not None:
+            raise RulesFileError(f"{path}: {sessions.usage}")
+    run.phase_end = None
+    lifecycle = _Outcome()
+    if with_lifecycle and not run.out_of_time():
         # Once a rule is known to keep outside state, each new session it has not seen
         # fails the lifecycle again and shrinking would go on and on: do not shrink.
-        known_outside = any(o.outside is not None for o in outcomes.values())
-        outcomes["lifecycle"] = _lifecycle_search(
+        lifecycle = _lifecycle_search(
             factory,
             max(10, examples // 2),
             seed,
-            shrink=not known_outside,
+            shrink=sessions.outside is None,
             properties=properties,
             run=run,
+            reported=_reported_by_sessions(sessions.findings),
         )
-    # One rule keeping outside state makes every check flaky: report it once, first.
-    outside = next((o.outside for o in outcomes.values() if o.outside is not None), None)
-    violations = [o.violation for o in outcomes.values() if o.violation is not None]
-    failed = {v.check for v in violations}
-    lifecycle = outcomes["lifecycle"].violation if with_lifecycle else None
-    if lifecycle is not None and lifecycle.invariant in failed:
-        # A property a single session already breaks is reported once, with that
-        # smaller counterexample; the lifecycle reports what only a lifecycle shows.
-        violations.remove(lifecycle)
+    bad_usage = [f for key, f in lifecycle.findings.items() if key[1] == BAD_USAGE]
+    if bad_usage:
+        raise RulesFileError(f"{path}: {bad_usage[0].failure.message}")
+    violations: list[Violation] = []
+    outside = sessions.outside or lifecycle.outside
     if outside is not None:
-        violations.insert(0, outside)
+        violations.append(outside)
+    for check in session_checks:
+        found = [
+            (k, f)
+            for k, f in sessions.findings.items()
+            if k[0] == check and not _outweighed(k, sessions.findings)
+        ]
+        for key, finding in _ranked(found):
+            violations.append(finding.violation(None, shrunk=key in sessions.shrunk))
+    for key, finding in _ranked(list(lifecycle.findings.items())):
+        violations.append(finding.violation("lifecycle", shrunk=key in lifecycle.shrunk))
     names = (*session_checks, OUTSIDE_STATE, *(("lifecycle",) if with_lifecycle else ()))
-    tried = {name: o.examples for name, o in outcomes.items()}
+    tried = dict.fromkeys(session_checks, sessions.examples)
+    firsts: dict[str, int] = {}
+    for (name, _, _), finding in sessions.findings.items():
+        firsts[name] = min(firsts.get(name, finding.found_after), finding.found_after)
+    tried.update(firsts)
+    if with_lifecycle:
+        found_after = [f.found_after for f in lifecycle.findings.values()]
+        tried["lifecycle"] = min(found_after) if found_after else lifecycle.examples
+    unreported = Counter(name for name, _ in sessions.unreported)
+    if lifecycle.unreported:
+        unreported["lifecycle"] = len(lifecycle.unreported)
     return FuzzReport(
         str(path),
         examples,
@@ -930,7 +1452,34 @@ def fuzz(
         seconds=time.monotonic() - started,
         combinations=dict(run.combinations.most_common()),
         reasons=dict(run.reasons.most_common()),
-        out_of_time=run.out_of_time(),
+        out_of_time=run.cut_short,
+        unreported=dict(unreported),
+    )
+
+
+def _reported_by_sessions(findings: Iterable[_Key]) -> set[_Key]:
+    """What the lifecycle leaves out: per check, the amount classes the single-session
+    search reported (a lifecycle failure has no kind, only its amount class), and
+    rounding too where a larger failure of the check was reported."""
+    left_out = {(name, "", amount) for name, _, amount in findings}
+    left_out |= {(name, "", WITHIN_ROUNDING) for name, _, a in left_out if a == OVER_THE_BOUND}
+    return left_out
+
+
+def _outweighed(key: _Key, findings: Mapping[_Key, _Finding]) -> bool:
+    """A failure within rounding whose rules also gave more than rounding over the bound:
+    the larger one says it all."""
+    name, kind, amount = key
+    return amount == WITHIN_ROUNDING and (name, kind, OVER_THE_BOUND) in findings
+
+
+def _ranked(
+    found: list[tuple[_Key, _Finding]],
+) -> list[tuple[_Key, _Finding]]:
+    """Largest money at stake first; failures not about an amount after, as found."""
+    return sorted(
+        found,
+        key=lambda kf: (kf[1].stake is None, -(kf[1].stake or 0), kf[1].found_after),
     )
 
 
