@@ -671,7 +671,9 @@ def profile_shop() -> Sandbox:
 def test_profile_attributes_from_hints_make_the_profile_rules_fire() -> None:
     fired: Counter[str] = Counter()
 
-    @settings(max_examples=200, database=None, suppress_health_check=list(HealthCheck))
+    # 400 examples: at 200, seeds 2 and 7 of ten (CI unset) drew a gold session only once
+    # or twice (a session names an updated profile in about 1 draw of 60).
+    @settings(max_examples=400, database=None, suppress_health_check=list(HealthCheck))
     @given(st.data())
     def draw(data: st.DataObject) -> None:
         sb = profile_shop()
